@@ -11,17 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Union
 
-try:  # the project-wide error type; plain ValueError until that module exists
-    from ..errors import UniAnimateError as _BaseError
-except ImportError:  # pragma: no cover - depends on repository state
-    _BaseError = ValueError
+from .errors import MambaConfigError
 
 Backend = Literal["auto", "torch", "mamba_ssm"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "mamba_ssm")
-
-
-class MambaConfigError(_BaseError):
-    """A temporal-Mamba setting is out of range; the message names the field and the fix."""
 
 
 @dataclass(frozen=True)
