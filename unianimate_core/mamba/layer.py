@@ -23,6 +23,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from ..unet.layers import run_norm
 from .config import MambaConfig
 from .errors import MambaConfigError, MambaInputError
 from .mixer import MambaMixer
@@ -44,7 +45,7 @@ class MambaBlock(nn.Module):
         self.mixer = MambaMixer(channels, config, operations=ops, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.mixer(self.norm(x))
+        return x + self.mixer(run_norm(self.norm, x))
 
 
 class TemporalMamba(nn.Module):
@@ -89,7 +90,7 @@ class TemporalMamba(nn.Module):
                 f"TemporalMamba({self.channels}) expects (batch, {self.channels}, frames, "
                 f"height, width), got {tuple(x.shape)}.")
         b, c, f, hh, ww = x.shape
-        h = self.norm(x)
+        h = run_norm(self.norm, x)                                   # fp32 statistics
         h = h.permute(0, 3, 4, 2, 1).reshape(b * hh * ww, f, c)      # one sequence per pixel
         h = self.proj_in(h)
         h = self.mamba(h)
