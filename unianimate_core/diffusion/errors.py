@@ -1,0 +1,31 @@
+"""Errors raised by the sampling core.
+
+Bad inputs raise :class:`SamplingError` (a ``UniAnimateError``, hence a ``ValueError``) whose text
+names the problem and the fix. A user-requested stop raises :class:`SamplingCancelled`, which is not
+an input error, so callers can tell "the user pressed stop" from "the inputs were wrong".
+"""
+from __future__ import annotations
+
+try:
+    from unianimate_core.errors import UniAnimateError
+except ImportError:  # pragma: no cover - only while the package-wide errors module is absent
+    class UniAnimateError(ValueError):  # type: ignore[no-redef]
+        """Fallback base class with the same contract as ``unianimate_core.errors.UniAnimateError``."""
+
+
+class SamplingError(UniAnimateError):
+    """Invalid sampler input (shapes, options, timesteps); the message says how to fix it."""
+
+
+class SamplingCancelled(RuntimeError):
+    """Sampling was stopped on request (``should_cancel()`` returned True) between two model calls.
+
+    Nothing the caller passed in has been modified; finished continuation segments were already
+    handed out, so an interrupted render keeps them.
+    """
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise :class:`SamplingError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise SamplingError(message)

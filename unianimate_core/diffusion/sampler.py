@@ -1,0 +1,159 @@
+"""Short-clip sampling: DDIM with classifier-free guidance over all F frames in one model call.
+
+Generates exactly as many frames as the latent has (the official script instead zero-pads the
+pose sequence to ``max_frames`` and generates black-pose frames; we never do).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from unianimate_core.diffusion.conditions import Conditions
+from unianimate_core.diffusion.ddim import ddim_step
+from unianimate_core.diffusion.errors import check
+from unianimate_core.diffusion.guidance import (
+    CFG_MODES, CfgMode, Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode,
+)
+from unianimate_core.diffusion.progress import CancelFn, ProgressFn, ProgressTracker
+from unianimate_core.diffusion.schedule import NoiseSchedule
+from unianimate_core.diffusion.timesteps import (
+    TIMESTEP_MODES, TimestepMode, ddim_timesteps, previous_timesteps, validate_timesteps,
+)
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """DDIM + guidance settings shared by all sampling strategies (official defaults).
+
+    steps: requested DDIM steps (1..1000); the official list for 30 runs 31 steps.
+    guide_scale: classifier-free guidance scale; 1.0 skips the unconditional call.
+    eta: DDIM stochasticity (0 = deterministic, official).
+    timestep_mode: "official" or "trailing" (see timesteps.py); ``timesteps`` overrides both.
+    cfg_mode: "auto" (batched when the model supports ``cond_mask``), "batched" or "sequential".
+    device: compute device for the model calls (None = the device of the noise tensor).
+    model_dtype: dtype of x and float conditions handed to the model (None = float32); the DDIM
+        state and update always stay float32.
+    """
+
+    steps: int = 30
+    guide_scale: float = 2.5
+    eta: float = 0.0
+    timestep_mode: TimestepMode = "official"
+    timesteps: tuple[int, ...] | None = None
+    cfg_mode: CfgMode = "auto"
+    device: torch.device | str | None = None
+    model_dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.steps, int) and 1 <= self.steps <= 1000, f"steps must be in 1..1000, got {self.steps!r}.")
+        check(float(self.guide_scale) == float(self.guide_scale) and abs(float(self.guide_scale)) < 1e6,
+              f"guide_scale must be a finite number, got {self.guide_scale!r}.")
+        check(0.0 <= float(self.eta) <= 1.0, f"eta must be in 0..1 (0 = deterministic DDIM, 1 = DDPM-like), "
+              f"got {self.eta!r}.")
+        check(self.timestep_mode in TIMESTEP_MODES,
+              f"Unknown timestep_mode {self.timestep_mode!r}; use one of {TIMESTEP_MODES}.")
+        check(self.cfg_mode in CFG_MODES, f"Unknown cfg_mode {self.cfg_mode!r}; use one of {CFG_MODES}.")
+        check(self.model_dtype is None or self.model_dtype.is_floating_point,
+              f"model_dtype must be a floating dtype, got {self.model_dtype}.")
+
+    @property
+    def guided(self) -> bool:
+        return float(self.guide_scale) != 1.0
+
+    def schedule_timesteps(self) -> Tensor:
+        """The descending timesteps this run visits (S,) int64."""
+        if self.timesteps is not None:
+            return validate_timesteps(torch.tensor(self.timesteps, dtype=torch.int64))
+        return ddim_timesteps(self.steps, self.timestep_mode)
+
+    def compute_device(self, fallback: torch.device) -> torch.device:
+        return torch.device(self.device) if self.device is not None else fallback
+
+    def input_dtype(self) -> torch.dtype:
+        return self.model_dtype or torch.float32
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """State after one denoising step: index (0-based), the timestep t it started from, x_t after the
+    step (B, 4, F, h, w) float32 and the x0 estimate made inside it (same shape)."""
+
+    index: int
+    t: int
+    x: Tensor
+    x0: Tensor
+
+
+def check_latent(noise: Tensor) -> None:
+    """The starting latent must be a finite float (B, 4, F, h, w) tensor."""
+    check(isinstance(noise, Tensor) and noise.ndim == 5 and noise.shape[1] == 4 and noise.is_floating_point(),
+          f"The starting latent must be a float tensor (B, 4, F, h, w); got "
+          f"{tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__}.")
+    check(bool(torch.isfinite(noise).all()), "The starting latent contains NaN or inf values.")
+
+
+def check_finite_state(x: Tensor, t: int) -> None:
+    """Refuse to continue from a NaN/inf state (e.g. an fp16 overflow inside the model)."""
+    check(bool(torch.isfinite(x).all()),
+          f"The model produced NaN/inf at timestep {t}; run the model in float32 or bfloat16 "
+          "(float16 can overflow) or check the model weights.")
+
+
+def draw_step_noise(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Noise for the eta > 0 term, drawn on the generator's device (CPU by default) for device-independent seeds."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32, device=gen_device).to(device)
+
+
+@torch.no_grad()
+def iter_sample_video(model: Model, noise: Tensor, cond: Conditions, options: SamplerOptions = SamplerOptions(), *,
+                      schedule: NoiseSchedule | None = None, generator: torch.Generator | None = None,
+                      progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
+                      tracker: ProgressTracker | None = None) -> Iterator[StepResult]:
+    """Denoise ``noise`` (the starting latent x_T, (B, 4, F, h, w)) step by step, yielding every step.
+
+    The state lives on the compute device; results are float32 there. ``tracker`` (internal) lets a
+    caller that runs several clips share one progress count.
+    """
+    check_latent(noise)
+    cond.validate(noise.shape)
+    schedule = schedule or NoiseSchedule.unianimate()
+    timesteps = options.schedule_timesteps()
+    prev = previous_timesteps(timesteps)
+    device = options.compute_device(noise.device)
+    call_mode = resolve_cfg_mode(options.cfg_mode, model, options.guided)
+    tracker = tracker or ProgressTracker(len(timesteps), progress, should_cancel)
+
+    b, f = noise.shape[0], noise.shape[2]
+    cond_kwargs = cond.model_kwargs(f, device, options.input_dtype())
+    x = noise.to(device=device, dtype=torch.float32)
+    for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
+        tracker.check_cancel()
+        t_batch = torch.full((b,), t, dtype=torch.int64)
+        c, u = predict_cond_uncond(model, x.to(options.input_dtype()), t_batch.to(device), cond_kwargs, call_mode)
+        v = apply_guidance(c, u, float(options.guide_scale))
+        step_noise = draw_step_noise(x.shape, generator, device) if options.eta > 0 else None
+        x, x0 = ddim_step(schedule, x, v, t_batch, torch.full((b,), t_prev, dtype=torch.int64),
+                          float(options.eta), step_noise)
+        check_finite_state(x, t)
+        tracker.advance(x0)
+        yield StepResult(i, t, x, x0)
+
+
+def sample_video(model: Model, noise: Tensor, cond: Conditions, options: SamplerOptions = SamplerOptions(), *,
+                 schedule: NoiseSchedule | None = None, generator: torch.Generator | None = None,
+                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> Tensor:
+    """Sample a short clip; returns the final latent (B, 4, F, h, w) float32 on the noise's device.
+
+    model: ``model(x, t, **cond)`` returning the v-prediction; noise: starting latent (see
+    ``prepare_noise``); cond: the conditions (``Conditions.build``). Raises SamplingCancelled when
+    ``should_cancel()`` turns True, SamplingError on bad inputs or a NaN-producing model.
+    """
+    x = noise
+    for step in iter_sample_video(model, noise, cond, options, schedule=schedule, generator=generator,
+                                  progress=progress, should_cancel=should_cancel):
+        x = step.x
+    return x.to(noise.device)
