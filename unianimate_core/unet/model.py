@@ -313,4 +313,8 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
 
 def _is_temporal(layer: nn.Module) -> bool:
     """Temporal layers take (B, C, F, h, w); everything else in a block works per frame."""
-    return getattr(layer, "is_temporal_layer", False) or isinstance(layer, TemporalTransformer)
+    if isinstance(layer, TemporalTransformer):
+        return True
+    from ..mamba.layer import TemporalMamba  # cheap after the first import; mamba-ssm stays lazy
+
+    return isinstance(layer, TemporalMamba)
