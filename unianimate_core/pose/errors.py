@@ -1,0 +1,43 @@
+"""Errors raised by the pose pipeline.
+
+Every failure a user can cause (a missing model file, a missing optional package, malformed
+keypoints) is a :class:`PoseError` — a ``UniAnimateError``, itself a ``ValueError`` — and its message
+names the problem *and* the fix, so ComfyUI shows something actionable instead of a traceback.
+The classes below also derive from the package-wide kinds (``DependencyError``,
+``ModelFileNotFoundError``, ``InputError``) so callers can catch either family.
+"""
+from __future__ import annotations
+
+from unianimate_core.errors import (
+    DependencyError,
+    InputError,
+    ModelFileNotFoundError,
+    PoseError,
+    UniAnimateError,
+)
+
+
+class PoseDependencyError(PoseError, DependencyError):
+    """An optional runtime package (onnxruntime, OpenCV, MediaPipe) is not installed."""
+
+
+class PoseModelNotFoundError(PoseError, ModelFileNotFoundError):
+    """A DWPose model file was not found in any searched folder."""
+
+
+class PoseInputError(PoseError, InputError):
+    """Keypoints, images or options that the pose pipeline cannot use."""
+
+
+class PoseAlignmentError(PoseError):
+    """Alignment is impossible (e.g. no person in the reference image)."""
+
+
+__all__ = [
+    "UniAnimateError",
+    "PoseError",
+    "PoseDependencyError",
+    "PoseModelNotFoundError",
+    "PoseInputError",
+    "PoseAlignmentError",
+]
