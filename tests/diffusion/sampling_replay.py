@@ -70,12 +70,14 @@ class ReplayModel:
             diff = (x[i:i + 1].float() - want).abs().max().item()
             self.max_x_diff = max(self.max_x_diff, diff)
             assert diff <= self.x_atol, f"call {self.calls - 1} sample {i}: x differs by {diff}"
-        cond_samples = [s for s in exp.samples if s[2]]
+        cond_rows = [i for i, s in enumerate(exp.samples) if s[2]]
         got = dict(image=image, local_image=local_image, dwpose=dwpose, randomref=randomref)
-        if not cond_samples:
+        if not cond_rows:
             assert all(v is None for v in got.values()), "unconditional call must drop every condition"
         else:
-            self._check_conditions(got, [s[1] for s in cond_samples])
+            # UNet contract: condition tensors carry the full batch; rows with cond_mask False are ignored
+            rows = {k: None if v is None else v[cond_rows] for k, v in got.items()}
+            self._check_conditions(rows, [exp.samples[i][1] for i in cond_rows])
         return torch.cat([self.output(*s) for s in exp.samples]).to(x.dtype)
 
     def _check_conditions(self, got: dict[str, Tensor | None], windows: list[tuple[int, ...]]) -> None:

@@ -1,19 +1,15 @@
 """Errors raised by the sampling core.
 
-Bad inputs raise :class:`SamplingError` (a ``UniAnimateError``, hence a ``ValueError``) whose text
+Bad inputs raise :class:`SamplingError` (an ``InputError``, hence a ``UniAnimateError`` and ``ValueError``) whose text
 names the problem and the fix. A user-requested stop raises :class:`SamplingCancelled`, which is not
 an input error, so callers can tell "the user pressed stop" from "the inputs were wrong".
 """
 from __future__ import annotations
 
-try:
-    from unianimate_core.errors import UniAnimateError
-except ImportError:  # pragma: no cover - only while the package-wide errors module is absent
-    class UniAnimateError(ValueError):  # type: ignore[no-redef]
-        """Fallback base class with the same contract as ``unianimate_core.errors.UniAnimateError``."""
+from unianimate_core.errors import InputError
 
 
-class SamplingError(UniAnimateError):
+class SamplingError(InputError):
     """Invalid sampler input (shapes, options, timesteps); the message says how to fix it."""
 
 

@@ -3,10 +3,12 @@
 Two ways to get them, with the same numbers (up to float rounding of batched matmuls):
 
 * ``sequential`` — two model calls, exactly what the official code does; lowest peak memory.
-* ``batched``    — one call on a doubled batch ``[x; x]`` with ``cond_mask = [True]*B + [False]*B``.
-  A zero *input* to the condition embedders is not the unconditional path (their biases would
-  leak in), so batching needs the UNet to accept ``cond_mask``; see docs/sampling.md for the exact
-  contract. Models without it fall back to ``sequential`` under ``cfg_mode="auto"``.
+* ``batched``    — one call on a doubled batch ``[x; x]`` with ``cond_mask = [True]*B + [False]*B``
+  and every condition tensor doubled the same way; rows where ``cond_mask`` is False must get
+  exactly the unconditional (all conditions None) result. A zero *input* to the condition
+  embedders is not the unconditional path (their biases would leak in), so batching needs the UNet
+  to accept ``cond_mask`` (``UNetSD_UniAnimate`` does); see docs/sampling.md for the contract.
+  Models without it fall back to ``sequential`` under ``cfg_mode="auto"``.
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ def predict_cond_uncond(model: Model, x: Tensor, t: Tensor, cond_kwargs: dict[st
         return cond, uncond
     b = x.shape[0]
     mask = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(x.device)
-    out = model(torch.cat([x, x]), torch.cat([t, t]), cond_mask=mask, **cond_kwargs)
+    doubled = {k: None if v is None else torch.cat([v, v]) for k, v in cond_kwargs.items()}
+    out = model(torch.cat([x, x]), torch.cat([t, t]), cond_mask=mask, **doubled)
     check(isinstance(out, Tensor) and out.shape[0] == 2 * b,
           f"The model returned batch {getattr(out, 'shape', None)} for a batched CFG call of 2 x {b}; "
           "it must honour cond_mask (docs/sampling.md) or use cfg_mode='sequential'.")
