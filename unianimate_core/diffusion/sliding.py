@@ -1,0 +1,119 @@
+"""Long videos, strategy 1: overlapping sliding windows averaged at every denoising step.
+
+Per step (as the official ``DiffusionDDIMLong``): run the model on each window (groups of
+``context_batch_size`` windows per call, the reference pose always dwpose frame 0), add the
+conditional and unconditional predictions into full-length sums, divide by how many windows
+covered each frame, apply guidance to the averages and do one DDIM update of the whole sequence.
+
+Memory: the full-length latent, the two sums and the conditions stay on the *storage* device (the
+device of the noise tensor, normally the CPU); only the current window group is moved to the
+compute device (``SamplerOptions.device``). Peak compute-device memory therefore depends on the
+window size and batch, not on the length of the video.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from unianimate_core.diffusion.conditions import Conditions
+from unianimate_core.diffusion.ddim import ddim_step
+from unianimate_core.diffusion.guidance import Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode
+from unianimate_core.diffusion.progress import CancelFn, ProgressFn, ProgressTracker
+from unianimate_core.diffusion.sampler import (
+    SamplerOptions, StepResult, check_finite_state, check_latent, draw_step_noise,
+)
+from unianimate_core.diffusion.schedule import NoiseSchedule
+from unianimate_core.diffusion.timesteps import previous_timesteps
+from unianimate_core.diffusion.windows import SlidingWindowOptions
+
+
+def count_work_units(num_frames: int, options: SamplerOptions, windows: SlidingWindowOptions) -> int:
+    """Number of progress units (window groups x steps) a sliding-window run reports."""
+    return len(options.schedule_timesteps()) * len(windows.groups(num_frames))
+
+
+@torch.no_grad()
+def iter_sample_long_sliding(model: Model, noise: Tensor, cond: Conditions,
+                             options: SamplerOptions = SamplerOptions(),
+                             windows: SlidingWindowOptions = SlidingWindowOptions(), *,
+                             schedule: NoiseSchedule | None = None, generator: torch.Generator | None = None,
+                             progress: ProgressFn | None = None,
+                             should_cancel: CancelFn | None = None) -> Iterator[StepResult]:
+    """Sliding-window DDIM over the whole clip, yielding the full-length state after every step.
+
+    noise: starting latent (B, 4, F, h, w) on the storage device; cond: full-length conditions
+    (dwpose (B, 3, F + 1, H, W), may be uint8 and on the CPU). Yields StepResult with x and x0 on
+    the storage device, float32. ``progress`` counts window groups (total = steps x groups).
+    """
+    check_latent(noise)
+    cond.validate(noise.shape)
+    schedule = schedule or NoiseSchedule.unianimate()
+    timesteps = options.schedule_timesteps()
+    prev = previous_timesteps(timesteps)
+    storage = noise.device
+    compute = options.compute_device(storage)
+    call_mode = resolve_cfg_mode(options.cfg_mode, model, options.guided)
+    b, f = noise.shape[0], noise.shape[2]
+    groups = windows.groups(f)
+    tracker = ProgressTracker(len(timesteps) * len(groups), progress, should_cancel)
+
+    x = noise.to(torch.float32, copy=True)
+    for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
+        v = _averaged_prediction(model, x, t, cond, groups, options, call_mode, compute, tracker)
+        step_noise = draw_step_noise(x.shape, generator, storage) if options.eta > 0 else None
+        x, x0 = ddim_step(schedule, x, v, torch.full((b,), t, dtype=torch.int64),
+                          torch.full((b,), t_prev, dtype=torch.int64), float(options.eta), step_noise)
+        check_finite_state(x, t)
+        tracker.advance(x0)  # the step's last window group, reported with the new preview
+        yield StepResult(i, t, x, x0)
+
+
+def sample_long_sliding(model: Model, noise: Tensor, cond: Conditions, options: SamplerOptions = SamplerOptions(),
+                        windows: SlidingWindowOptions = SlidingWindowOptions(), *,
+                        schedule: NoiseSchedule | None = None, generator: torch.Generator | None = None,
+                        progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> Tensor:
+    """Sample a long clip with sliding windows; returns the final latent (B, 4, F, h, w) float32
+    on the noise's (storage) device. See :func:`iter_sample_long_sliding`."""
+    x = noise
+    for step in iter_sample_long_sliding(model, noise, cond, options, windows, schedule=schedule,
+                                         generator=generator, progress=progress, should_cancel=should_cancel):
+        x = step.x
+    return x
+
+
+def _averaged_prediction(model: Model, x: Tensor, t: int, cond: Conditions, groups: list[list[list[int]]],
+                         options: SamplerOptions, call_mode: str, compute: torch.device,
+                         tracker: ProgressTracker) -> Tensor:
+    """Window-averaged guided v for the whole clip (B, 4, F, h, w), float32 on x's device.
+
+    Conditional and unconditional predictions are averaged separately and guidance is applied to
+    the averages, in the official order.
+    """
+    b, f = x.shape[0], x.shape[2]
+    cond_sum = torch.zeros_like(x)
+    uncond_sum = torch.zeros_like(x) if call_mode != "cond_only" else None
+    count = torch.zeros(f, dtype=torch.float32, device=x.device)
+    dtype = options.input_dtype()
+    for k, group in enumerate(groups):
+        tracker.check_cancel()
+        n = len(group[0])
+        x_in = torch.cat([x[:, :, w] for w in group]).to(device=compute, dtype=dtype)
+        t_in = torch.full((x_in.shape[0],), t, dtype=torch.int64, device=compute)
+        kwargs = cond.windows(group).model_kwargs(n, compute, dtype)
+        c, u = predict_cond_uncond(model, x_in, t_in, kwargs, call_mode)
+        del x_in, kwargs
+        for j, window in enumerate(group):
+            idx = torch.as_tensor(window, device=x.device)
+            cond_sum[:, :, idx] += c[j * b:(j + 1) * b].to(device=x.device, dtype=torch.float32)
+            if uncond_sum is not None:
+                uncond_sum[:, :, idx] += u[j * b:(j + 1) * b].to(device=x.device, dtype=torch.float32)  # type: ignore[index]
+            count[idx] += 1
+        del c, u
+        if k < len(groups) - 1:
+            tracker.advance()  # the last group is reported by the caller, after the update
+    shape = (1, 1, f, 1, 1)
+    cond_avg = cond_sum / count.view(shape)
+    uncond_avg = None if uncond_sum is None else uncond_sum / count.view(shape)
+    return apply_guidance(cond_avg, uncond_avg, float(options.guide_scale))
