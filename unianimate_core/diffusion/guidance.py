@@ -37,8 +37,9 @@ def supports_cond_mask(model: Any) -> bool:
     flag = getattr(model, "supports_cond_mask", None)
     if flag is not None:
         return bool(flag)
+    target = model.forward if isinstance(model, torch.nn.Module) else model
     try:
-        return "cond_mask" in inspect.signature(model).parameters
+        return "cond_mask" in inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
 

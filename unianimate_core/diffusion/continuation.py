@@ -1,0 +1,227 @@
+"""Long videos, strategy 2: iterative first-frame continuation (the paper's one-minute videos).
+
+The clip is generated in segments. Segment 0 is an ordinary short run over the first poses. Its
+last frame is decoded to pixels (through the caller's ``decode_last_frame``; the core has no VAE)
+and becomes the first-frame condition (``local_image``) of segment 1, whose poses *start at that
+same frame*; the regenerated duplicate of that frame is dropped from the output. The reference
+image embedding, the reference latent and the reference pose (dwpose frame 0) stay in their slots
+for every segment. Repeat until the pose sequence is covered.
+
+Every segment's latent is handed out as soon as it is finished (``iter_sample_long_continuation``
+is a generator), so an interrupted render keeps the finished part. Only the current segment lives
+on the compute device; finished latents go to the storage device (the device of the poses).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import Tensor
+
+from unianimate_core.diffusion.conditions import LATENT_TO_PIXEL, Conditions, pixels_to_float
+from unianimate_core.diffusion.errors import check
+from unianimate_core.diffusion.guidance import Model
+from unianimate_core.diffusion.noise import NoiseOptions, prepare_noise
+from unianimate_core.diffusion.progress import CancelFn, ProgressFn, ProgressTracker
+from unianimate_core.diffusion.sampler import SamplerOptions, iter_sample_video
+from unianimate_core.diffusion.schedule import NoiseSchedule
+
+PriorSource = Literal["reference", "last_frame"]
+PRIOR_SOURCES: tuple[str, ...] = ("reference", "last_frame")
+
+DecodeFn = Callable[[Tensor], Tensor]
+"""``decode_last_frame(latent (B, 4, h, w) float32) -> pixels (B, 3, H, W) in [0, 1]`` (VAE decode of one frame)."""
+
+NoiseFn = Callable[[int, tuple[int, ...], "Tensor | None"], Tensor]
+"""``make_noise(segment_index, shape (B, 4, n, h, w), prior_latent (B, 4, 1, h, w) | None) -> start latent``."""
+
+
+@dataclass(frozen=True)
+class ContinuationOptions:
+    """Settings of the first-frame continuation.
+
+    segment_length: pose frames per segment, including the handed-over first frame of segments
+        after the first (so each later segment adds ``segment_length - 1`` new frames). Default 32,
+        the clip length the official model is run with (trained on 16 and 32 frames).
+    prior_source: which latent the noise prior diffuses for segments after the first: "reference"
+        (the reference latent, as for segment 0; pulls every segment back to the reference and so
+        resists drift - the default) or "last_frame" (the previous segment's last latent; smoother
+        start, but errors can accumulate). Only used when the noise options have a prior.
+    colour_anchor: 0..1, how far the handed-over frame's per-channel mean/std is pulled to the anchor
+        image's before it becomes the next condition (0 = off, the default: the official code has
+        no such step, and a strong anchor can make the next segment start in visibly different
+        colours than the frame it continues; use it against slow colour drift in very long runs).
+    """
+
+    segment_length: int = 32
+    prior_source: PriorSource = "reference"
+    colour_anchor: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.segment_length, int) and not isinstance(self.segment_length, bool)
+              and self.segment_length >= 2,
+              f"segment_length must be an integer >= 2 (one handed-over frame plus at least one new frame), "
+              f"got {self.segment_length!r}.")
+        check(self.prior_source in PRIOR_SOURCES, f"Unknown prior_source {self.prior_source!r}; use one of {PRIOR_SOURCES}.")
+        check(0.0 <= float(self.colour_anchor) <= 1.0, f"colour_anchor must be in 0..1, got {self.colour_anchor!r}.")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One finished segment.
+
+    index: 0-based segment number. pose_frames: the target frames (0-based indices into the pose
+    sequence without the reference pose) the segment was generated for; for index > 0 the first
+    one is the previous segment's last frame. new_frames: the frames it adds to the video
+    (pose_frames without the handed-over duplicate). latent: (B, 4, len(new_frames), h, w) float32
+    on the storage device. first_frame: (B, 3, H, W) pixels used as ``local_image`` (None for
+    segment 0, which uses the caller's conditions unchanged).
+    """
+
+    index: int
+    pose_frames: tuple[int, ...]
+    new_frames: tuple[int, ...]
+    latent: Tensor
+    first_frame: Tensor | None
+
+
+def plan_segments(num_frames: int, segment_length: int) -> list[tuple[int, ...]]:
+    """Pose-frame indices of every segment: [0, L), then each starts at the previous one's last frame.
+
+    The last segment may be shorter (at least 2 frames). Example: F = 10, L = 4 ->
+    (0..3), (3..6), (6..9).
+    """
+    check(num_frames >= 1, f"The pose sequence must have at least one frame, got {num_frames}.")
+    ContinuationOptions(segment_length=segment_length)
+    segments: list[tuple[int, ...]] = []
+    start = 0
+    while True:
+        end = min(start + segment_length, num_frames)
+        segments.append(tuple(range(start, end)))
+        if end >= num_frames:
+            return segments
+        start = end - 1
+
+
+def anchor_colours(pixels: Tensor, anchor: Tensor, strength: float) -> Tensor:
+    """Pull per-sample, per-channel mean/std of ``pixels`` (B, 3, H, W) towards ``anchor``'s.
+
+    anchor: (B or 1, 3, H', W') in [0, 1]; strength 0 returns the input, 1 matches the statistics.
+    The result is clamped to [0, 1].
+    """
+    if strength == 0.0:
+        return pixels
+    mean_p, std_p = pixels.mean(dim=(2, 3), keepdim=True), pixels.std(dim=(2, 3), keepdim=True)
+    anchor = anchor.to(pixels)
+    mean_a, std_a = anchor.mean(dim=(2, 3), keepdim=True), anchor.std(dim=(2, 3), keepdim=True)
+    matched = (pixels - mean_p) / std_p.clamp(min=1e-6) * std_a + mean_a
+    return (pixels + strength * (matched - pixels)).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def iter_sample_long_continuation(
+        model: Model, cond: Conditions, options: SamplerOptions = SamplerOptions(),
+        continuation: ContinuationOptions = ContinuationOptions(), *, decode_last_frame: DecodeFn,
+        noise: NoiseOptions = NoiseOptions.short(), generator: torch.Generator | None = None,
+        make_noise: NoiseFn | None = None, prior_latent: Tensor | None = None, anchor_pixels: Tensor | None = None,
+        schedule: NoiseSchedule | None = None, progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None) -> Iterator[Segment]:
+    """Generate the clip segment by segment, yielding each :class:`Segment` as soon as it is done.
+
+    cond: full-length conditions; dwpose (B, 3, F + 1, H, W) is required (it defines F) and its
+    device is the storage device. Each segment's starting latent comes from ``make_noise`` or, by
+    default, ``prepare_noise`` with ``noise`` and ``generator`` (drawn segment by segment, so a seed
+    reproduces the whole run). prior_latent: (B, 4, [1,] h, w) for the noise prior; defaults to
+    randomref frame 0. anchor_pixels: colour anchor (B, 3, H, W); defaults to local_image frame 0.
+    ``progress`` counts denoising steps over all segments.
+    """
+    check(cond.dwpose is not None, "Continuation needs the pose sequence (dwpose) to know how many frames to make.")
+    b, _, f1, hp, wp = cond.dwpose.shape  # type: ignore[union-attr]
+    check(hp % LATENT_TO_PIXEL == 0 and wp % LATENT_TO_PIXEL == 0,
+          f"Pose frames must be a multiple of 8 pixels in each dimension, got {hp}x{wp}.")
+    h, w = hp // LATENT_TO_PIXEL, wp // LATENT_TO_PIXEL
+    cond.validate((b, 4, f1 - 1, h, w))
+    storage = cond.dwpose.device  # type: ignore[union-attr]
+    schedule = schedule or NoiseSchedule.unianimate()
+    plan = plan_segments(f1 - 1, continuation.segment_length)
+    tracker = ProgressTracker(len(plan) * len(options.schedule_timesteps()), progress, should_cancel)
+    reference_prior = _reference_prior(prior_latent, cond)
+    anchor = _anchor(anchor_pixels, cond) if continuation.colour_anchor > 0 else None
+    if noise.prior_t is not None and make_noise is None:
+        check(reference_prior is not None, "The noise prior needs a reference latent: pass prior_latent, use "
+              "conditions with randomref, or set NoiseOptions.prior_t=None.")
+
+    first_frame: Tensor | None = None
+    last_latent: Tensor | None = None
+    for index, frames in enumerate(plan):
+        seg_cond = cond.frames(frames)
+        if first_frame is not None:
+            seg_cond = seg_cond.replace(local_image=first_frame.unsqueeze(2))
+        use_last = index > 0 and continuation.prior_source == "last_frame"
+        prior = last_latent if use_last else reference_prior
+        shape = (b, 4, len(frames), h, w)
+        start = (make_noise(index, shape, prior) if make_noise is not None
+                 else prepare_noise(shape, generator, noise, prior if noise.prior_t is not None else None,
+                                    schedule, device=storage))
+        x = start
+        for step in iter_sample_video(model, start, seg_cond, options, schedule=schedule, generator=generator,
+                                      tracker=tracker):
+            x = step.x
+        new = x if index == 0 else x[:, :, 1:]
+        segment = Segment(index, frames, frames if index == 0 else frames[1:], new.to(storage), first_frame)
+        if index + 1 < len(plan):
+            last_latent = x[:, :, -1:].to(storage)
+            first_frame = _hand_over(decode_last_frame, x[:, :, -1], (b, 3, hp, wp), anchor,
+                                     float(continuation.colour_anchor)).to(storage)
+        del x, start
+        yield segment
+
+
+def sample_long_continuation(model: Model, cond: Conditions, options: SamplerOptions = SamplerOptions(),
+                             continuation: ContinuationOptions = ContinuationOptions(), *,
+                             decode_last_frame: DecodeFn, on_segment: Callable[[Segment], None] | None = None,
+                             **kwargs) -> Tensor:
+    """Run :func:`iter_sample_long_continuation` to the end; returns (B, 4, F, h, w) on the storage device.
+
+    ``on_segment(segment)`` is called as each segment finishes (save it there to survive a cancel).
+    Other keyword arguments are those of the iterator.
+    """
+    parts = []
+    for segment in iter_sample_long_continuation(model, cond, options, continuation,
+                                                 decode_last_frame=decode_last_frame, **kwargs):
+        if on_segment is not None:
+            on_segment(segment)
+        parts.append(segment.latent)
+    return torch.cat(parts, dim=2)
+
+
+def _hand_over(decode: DecodeFn, latent: Tensor, shape: tuple[int, ...], anchor: Tensor | None,
+               strength: float) -> Tensor:
+    """Decode the last frame (B, 4, h, w) and turn it into the next first-frame condition (B, 3, H, W)."""
+    pixels = decode(latent.to(torch.float32))
+    check(isinstance(pixels, Tensor) and tuple(pixels.shape) == shape,
+          f"decode_last_frame must return pixels shaped {shape} (B, 3, H, W); got "
+          f"{tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__}.")
+    pixels = pixels_to_float(pixels).to(torch.float32)
+    check(bool(torch.isfinite(pixels).all()), "decode_last_frame returned NaN/inf pixels.")
+    pixels = pixels.clamp(0.0, 1.0)
+    return pixels if anchor is None else anchor_colours(pixels, anchor.to(pixels.device), strength)
+
+
+def _reference_prior(prior_latent: Tensor | None, cond: Conditions) -> Tensor | None:
+    if prior_latent is not None:
+        return prior_latent.unsqueeze(2) if prior_latent.ndim == 4 else prior_latent[:, :, :1]
+    return None if cond.randomref is None else cond.randomref[:, :, :1]
+
+
+def _anchor(anchor_pixels: Tensor | None, cond: Conditions) -> Tensor:
+    if anchor_pixels is None:
+        check(cond.local_image is not None,
+              "colour_anchor > 0 needs anchor_pixels (the reference image, (B, 3, H, W) in [0, 1]) or a local_image.")
+        anchor_pixels = cond.local_image[:, :, 0]  # type: ignore[index]
+    if anchor_pixels.ndim == 5:
+        anchor_pixels = anchor_pixels[:, :, 0]
+    check(anchor_pixels.ndim == 4 and anchor_pixels.shape[1] == 3,
+          f"anchor_pixels must be (B, 3, H, W); got {tuple(anchor_pixels.shape)}.")
+    return pixels_to_float(anchor_pixels).to(torch.float32)
