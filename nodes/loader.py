@@ -1,0 +1,146 @@
+"""LoadUniAnimateModel: the UNet checkpoint as a ComfyUI-managed model.
+
+The UNet is built with ComfyUI's layer factory (``comfy.ops``: weight-dtype casting, low-VRAM
+partial loading) and attention dispatcher, and wrapped in a ``ModelPatcher`` so ComfyUI's memory
+manager loads it to the GPU when a sampler needs it and offloads it when something else does.
+Nothing is moved to the GPU here: loading happens on ComfyUI's offload device.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any, Optional
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.ops
+import folder_paths
+import torch
+from comfy.ldm.modules import attention as comfy_attention
+from comfy_api.latest import io
+
+from ..unianimate_core.checkpoint import OFFICIAL_FILENAME, OFFICIAL_URL, load_unet, read_state_dict, resolve_dtype
+from ..unianimate_core.errors import CheckpointError, ModelFileNotFoundError
+from . import folders
+from .text_context import resolve_zero_y
+from .types import UniAnimateModel, UniAnimateModelType
+
+log = logging.getLogger("UniAnimate")
+
+WEIGHT_DTYPES = {"auto": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+CATEGORY = "UniAnimate"
+
+# Already-built patchers by (file, mtime, size, dtype). Weak: ComfyUI's output cache is what keeps a
+# model alive between runs; this only lets a re-executed loader (e.g. a new CLIP input) or a second
+# loader node reuse the same weights while ComfyUI still holds them, never keeping memory alive.
+_loaded: "weakref.WeakValueDictionary[tuple, Any]" = weakref.WeakValueDictionary()
+
+
+def missing_model_message(model_name: Optional[str]) -> str:
+    searched = "\n  ".join(folders.searched_folders(folders.UNET_FOLDER)) or "(no unianimate folder registered)"
+    what = f"UniAnimate model file {model_name!r} not found." if model_name else "No UniAnimate model file found."
+    return (f"{what} Download {OFFICIAL_FILENAME} ({OFFICIAL_URL}) into ComfyUI/models/unianimate "
+            f"(or convert it to .safetensors with `python -m unianimate_core.convert`), then press R to refresh. "
+            f"Searched:\n  {searched}")
+
+
+def resolve_model_path(model_name: Optional[str]) -> str:
+    path = folder_paths.get_full_path(folders.UNET_FOLDER, model_name) if model_name else None
+    if path is None:
+        raise ModelFileNotFoundError(missing_model_message(model_name))
+    return path
+
+
+def choose_weight_dtype(choice: str, sd: dict[str, torch.Tensor], load_device: torch.device) -> torch.dtype:
+    """"auto" = ComfyUI's pick for this device and model size (respects --fp16-unet etc.)."""
+    if choice != "auto":
+        return WEIGHT_DTYPES[choice]
+    params = sum(v.numel() for v in sd.values())
+    return mm.unet_dtype(device=load_device, model_params=params, weight_dtype=resolve_dtype(None, sd))
+
+
+def build_patcher(path: str, weight_choice: str) -> Any:
+    """Read the checkpoint, build the UNet with ComfyUI's ops/attention, wrap it in a ModelPatcher."""
+    load_device = mm.get_torch_device()
+    offload_device = mm.unet_offload_device()
+    sd = read_state_dict(path)
+    weight_dtype = choose_weight_dtype(weight_choice, sd, load_device)
+    manual_cast = mm.unet_manual_cast(weight_dtype, load_device)
+    operations = comfy.ops.pick_operations(weight_dtype, manual_cast, load_device=load_device)
+    try:
+        unet = load_unet(sd, dtype=weight_dtype, device=offload_device, operations=operations,
+                         attention_fn=comfy_attention.optimized_attention)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{os.path.basename(path)}: {exc}") from exc
+    del sd
+    log.info("UniAnimate: loaded %s (%s temporal layers) as %s on %s", os.path.basename(path),
+             unet.config.temporal, weight_dtype, offload_device)
+    return comfy.model_patcher.ModelPatcher(unet, load_device=load_device, offload_device=offload_device)
+
+
+def _file_key(path: str, weight_choice: str) -> tuple:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_mtime_ns, st.st_size, weight_choice)
+
+
+class LoadUniAnimateModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LoadUniAnimateModel",
+            display_name="Load UniAnimate Model",
+            category=CATEGORY,
+            description=(
+                "Loads the UniAnimate 3D UNet (unianimate_16f_32f_non_ema_223000.pth or a converted .safetensors) from "
+                "models/unianimate. ComfyUI manages its memory like any other model. The empty-prompt text context is "
+                "computed once from an SD2.1 CLIP and cached next to the file."
+            ),
+            inputs=[
+                io.Combo.Input("model_name", options=folders.unet_files(),
+                               tooltip="UniAnimate UNet checkpoint from models/unianimate (also searched: an older "
+                                       "UniAnimate pack's checkpoints/ folder and extra_model_paths.yaml 'unianimate')."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto",
+                               tooltip="Precision the weights are stored in. auto = ComfyUI's choice for your device "
+                                       "(fp16/bf16 on GPUs, fp32 on CPU). fp16/bf16 halve the memory (2.8 GB instead of "
+                                       "5.7 GB)."),
+                io.Clip.Input("clip", optional=True,
+                              tooltip="SD2.x text encoder (CLIP output of 'Load Checkpoint' with v2-1_512-ema-pruned). "
+                                      "Needed once: the empty-prompt context is cached next to the model file, then "
+                                      "this input can stay empty."),
+            ],
+            outputs=[UniAnimateModelType.Output(display_name="model",
+                                                tooltip="UniAnimate UNet for UniAnimate Sampler / Long Video Loop.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, model_name: Optional[str] = None, weight_dtype: str = "auto") -> bool | str:
+        if weight_dtype not in WEIGHT_DTYPES:
+            return f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}."
+        if not model_name or folder_paths.get_full_path(folders.UNET_FOLDER, model_name) is None:
+            return missing_model_message(model_name)
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, model_name: Optional[str] = None, weight_dtype: str = "auto", clip: Any = None) -> Any:
+        """Reload when the file under this name changes (mtime/size), not just when the name does."""
+        path = folder_paths.get_full_path(folders.UNET_FOLDER, model_name) if model_name else None
+        if path is None:
+            return model_name
+        return _file_key(path, weight_dtype)
+
+    @classmethod
+    def execute(cls, model_name: str, weight_dtype: str = "auto", clip: Any = None) -> io.NodeOutput:
+        if weight_dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}.")
+        path = resolve_model_path(model_name)
+        key = _file_key(path, weight_dtype)
+        patcher = _loaded.get(key)
+        if patcher is None:
+            patcher = build_patcher(path, weight_dtype)
+            _loaded[key] = patcher
+        zero_y = resolve_zero_y(clip, path)
+        patcher.model.set_zero_y(zero_y)
+        model = UniAnimateModel(patcher=patcher, zero_y=zero_y, source=os.path.basename(path),
+                                compute_dtype=patcher.model.dtype)
+        return io.NodeOutput(model)

@@ -1,0 +1,1 @@
+"""FAKE `comfy.ldm` package (tests only)."""

@@ -1,0 +1,1 @@
+"""FAKE `comfy.ldm.modules` package (tests only)."""

@@ -1,0 +1,66 @@
+"""FAKE `comfy.model_patcher` (tests only): the ModelPatcher surface the nodes touch.
+
+Like the real class it stores the module, its load/offload devices, sets `model.device` when the
+module has none, and adds the bookkeeping attributes ComfyUI writes onto wrapped modules (so a
+module that cannot take them fails here too). Weight patching and partial loading are not faked.
+"""
+from __future__ import annotations
+
+import uuid
+
+from . import model_management
+
+
+class ModelPatcher:
+    def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+        self.size = size
+        self.model = model
+        if not hasattr(self.model, "device"):
+            self.model.device = offload_device
+        elif self.model.device is None:
+            self.model.device = offload_device
+        self.patches = {}
+        self.object_patches = {}
+        self.model_options = {"transformer_options": {}}
+        self.load_device = load_device
+        self.offload_device = offload_device
+        self.weight_inplace_update = weight_inplace_update
+        self.patches_uuid = uuid.uuid4()
+        self.parent = None
+        for attr, value in (("model_loaded_weight_memory", 0), ("lowvram_patch_counter", 0),
+                            ("model_lowvram", False), ("current_weight_patches_uuid", None),
+                            ("model_offload_buffer_memory", 0)):
+            if not hasattr(self.model, attr):
+                setattr(self.model, attr, value)
+
+    def model_size(self):
+        if self.size > 0:
+            return self.size
+        self.size = model_management.module_size(self.model)
+        return self.size
+
+    def clone(self):
+        n = self.__class__(self.model, self.load_device, self.offload_device, self.model_size(),
+                           weight_inplace_update=self.weight_inplace_update)
+        n.parent = self
+        n.model_options = {**self.model_options}
+        return n
+
+    def is_clone(self, other):
+        return hasattr(other, "model") and self.model is other.model
+
+    def model_dtype(self):
+        if hasattr(self.model, "get_dtype"):
+            return self.model.get_dtype()
+
+    def get_model_object(self, name):
+        obj = self.model
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def model_patches_models(self):
+        return []
+
+    def loaded_size(self):
+        return self.model.model_loaded_weight_memory
