@@ -42,6 +42,9 @@ FACE = slice(24, 92)
 LEFT_HAND = slice(92, 113)
 RIGHT_HAND = slice(113, 134)
 
+#: Normalised coordinates beyond this magnitude are treated as missing (garbage, not a pose).
+MAX_COORD = 1e4
+
 #: Default visibility threshold (official DWPose post-processing value).
 DEFAULT_THRESHOLD = 0.3
 
@@ -75,6 +78,9 @@ def _as_float_array(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray
 class Person:
     """One person's whole-body keypoints (see the module docstring for the 134-row layout).
 
+    Points with non-finite values or coordinates beyond ``MAX_COORD`` are stored as missing
+    (coordinates 0, score 0), so no NaN/inf can travel further.
+
     ``keypoints`` (134, 2) float64 normalised coordinates; ``scores`` (134,) float64 raw
     confidences; ``box`` (4,) normalised ``x1, y1, x2, y2`` of the detection (None when the
     keypoints did not come from a detector); ``det_score`` the detector's score; ``approximate`` is
@@ -90,8 +96,11 @@ class Person:
     def __post_init__(self) -> None:
         self.keypoints = _as_float_array(self.keypoints, (NUM_KEYPOINTS, 2), "Person.keypoints")
         self.scores = _as_float_array(self.scores, (NUM_KEYPOINTS,), "Person.scores")
-        # Non-finite values would poison alignment and crash drawing: they mean "missing".
-        bad = ~np.isfinite(self.keypoints).all(axis=1) | ~np.isfinite(self.scores)
+        # Non-finite (or absurdly far: more than MAX_COORD canvases away) values would poison
+        # alignment and drawing: they mean "missing".
+        with np.errstate(invalid="ignore"):
+            far = ~(np.abs(self.keypoints) <= MAX_COORD).all(axis=1)
+        bad = far | ~np.isfinite(self.scores)
         if bad.any():
             self.keypoints[bad] = 0.0
             self.scores[bad] = 0.0
