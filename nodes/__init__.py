@@ -10,8 +10,9 @@ from comfy_api.latest import ComfyExtension, io
 
 from .folders import register_model_folders
 from .loader import LoadUniAnimateModel
+from .sampler import UniAnimateSampler
 
-NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel]
+NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, UniAnimateSampler]
 
 
 class UniAnimateExtension(ComfyExtension):

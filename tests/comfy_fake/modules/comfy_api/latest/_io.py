@@ -303,6 +303,19 @@ Model = _socket_type("MODEL", type_name="Model")
 Video = _socket_type("VIDEO", type_name="Video")
 
 
+class MultiType:
+    """An input socket that accepts several types (shown as "T1,T2" to the frontend)."""
+
+    class Input(Input):
+        def __init__(self, id: str, types: list, display_name: str = None, optional=False,
+                     tooltip: str = None, lazy: bool = None, extra_dict=None, raw_link: bool = None):
+            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, raw_link)
+            self._io_types = types
+
+        def get_io_type(self) -> str:
+            return ",".join(dict.fromkeys(t.io_type for t in self._io_types))
+
+
 class Hidden(str, Enum):
     unique_id = "UNIQUE_ID"
     prompt = "PROMPT"

@@ -1,0 +1,161 @@
+"""Adapters between ComfyUI's objects and the core's plain-tensor interfaces.
+
+* progress: ``comfy.utils.ProgressBar`` fed by the core's ``progress(done, total, x0)`` callback,
+  with a live preview of frame 0 through ``latent_preview`` (frames in the batch dimension, item 0,
+  like every SD-family video in ComfyUI);
+* interrupt: the core polls ``should_cancel()`` before every model call; here that raises ComfyUI's
+  own ``InterruptProcessingException``, so a Cancel ends the prompt as "interrupted", not as an error;
+* memory: ``load_models_gpu`` with an activation estimate, and out-of-memory errors re-raised as
+  ComfyUI's OOM exception type (ComfyUI then unloads models and adds its tips) with our advice;
+* the VAE and CLIP-vision checks that turn "wrong model in this socket" into a readable message.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Callable, Iterator, Optional
+
+import comfy.latent_formats
+import comfy.model_management as mm
+import comfy.utils
+import latent_preview
+import torch
+
+from ..unianimate_core.errors import InputError
+
+log = logging.getLogger("UniAnimate")
+
+#: SD 2.x VAE latent scale: the model works on VAE latents x 0.18215, ComfyUI's LATENT holds raw ones.
+LATENT_SCALE = 0.18215
+#: Rough activation bytes per (frame, latent pixel) for one UNet call at batch 1 (fp16/bf16),
+#: from the official figure of ~9 GB of activations for 33 x 64 x 96 latent frame-pixels.
+ACTIVATION_BYTES_PER_LATENT_PIXEL = 45_000
+
+
+class ComfyProgress:
+    """Core progress callback -> ComfyUI progress bar (+ preview of frame 0 of the x0 estimate)."""
+
+    def __init__(self, total: int, device: torch.device):
+        self.bar = comfy.utils.ProgressBar(total)
+        self.previewer = latent_preview.get_previewer(device, comfy.latent_formats.SD15())
+
+    def __call__(self, done: int, total: int, x0: Optional[torch.Tensor]) -> None:
+        preview = None
+        if x0 is not None and self.previewer is not None:
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", frames_in_batch(x0[:1, :, :1]))
+        self.bar.update_absolute(done, total, preview)
+
+
+def should_cancel() -> bool:
+    """Polled by the core before each model call; raises ComfyUI's interrupt when Cancel was pressed."""
+    mm.throw_exception_if_processing_interrupted()
+    return False
+
+
+def frames_in_batch(latent: torch.Tensor) -> torch.Tensor:
+    """(B, C, F, h, w) -> (B*F, C, h, w): ComfyUI's layout for SD-family video latents."""
+    b, c, f, h, w = latent.shape
+    return latent.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+
+
+def to_comfy_latent(model_latent: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Sampler output (1, 4, F, h, w), scaled -> ComfyUI LATENT {"samples": (F, 4, h, w)} unscaled."""
+    samples = frames_in_batch(model_latent.float()) / LATENT_SCALE
+    return {"samples": samples.to(mm.intermediate_device())}
+
+
+def check_vae(vae: Any) -> None:
+    """The sampler needs an SD1.x/2.x image VAE: 4 latent channels, 8x, 2-D."""
+    if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
+        raise InputError(f"The vae input must be a ComfyUI VAE; got {type(vae).__name__}. Use 'Load VAE' or the VAE "
+                         "output of 'Load Checkpoint'.")
+    channels = getattr(vae, "latent_channels", 4)
+    latent_dim = getattr(vae, "latent_dim", 2)
+    ratio = getattr(vae, "downscale_ratio", 8)
+    if channels != 4 or latent_dim != 2 or ratio != 8:
+        raise InputError(
+            f"This VAE is not a Stable Diffusion 1.x/2.x image VAE (latent channels {channels}, "
+            f"{latent_dim}-D latents, downscale {ratio if isinstance(ratio, int) else 'per-axis'}). UniAnimate uses the "
+            "SD 2.1 VAE: load vae-ft-mse-840000-ema-pruned / the SD2.1 VAE with 'Load VAE', or connect the VAE output of "
+            "'Load Checkpoint' with v2-1_512-ema-pruned."
+        )
+
+
+def clip_image_embedding(clip_vision: Any, pixels_224: torch.Tensor) -> torch.Tensor:
+    """Encode (1, 224, 224, 3) pixels with ComfyUI's CLIP vision model -> (1, 1, 1024).
+
+    At 224 x 224 ComfyUI skips its own (bicubic) resize, so the official squash-resize done by the
+    caller is what the model sees; ``crop`` does not matter then and is passed as False.
+    """
+    if not hasattr(clip_vision, "encode_image"):
+        raise InputError(f"The clip_vision input must be a ComfyUI CLIP vision model; got {type(clip_vision).__name__}. "
+                         "Use 'Load CLIP Vision' with clip_vision_h.safetensors (OpenCLIP ViT-H-14).")
+    out = clip_vision.encode_image(pixels_224, crop=False)
+    embeds = out["image_embeds"]
+    if embeds is None or embeds.ndim != 2 or embeds.shape[-1] != 1024:
+        width = None if embeds is None else embeds.shape[-1]
+        known = {768: "ViT-L (SD1.x / SDXL image encoders)", 1280: "ViT-bigG", 1152: "SigLIP"}
+        raise InputError(
+            f"This CLIP vision model gives {width}-wide image embeddings"
+            + (f" ({known[width]})" if width in known else "")
+            + "; UniAnimate needs OpenCLIP ViT-H-14 (1024). Load clip_vision_h.safetensors (the file Wan 2.1 "
+            "also uses) with 'Load CLIP Vision'."
+        )
+    embeds = embeds.float()
+    if not bool(torch.isfinite(embeds).all()):
+        raise InputError("The CLIP vision model returned NaN/inf; its weights are broken - load the file again.")
+    return embeds[:1].unsqueeze(1).cpu()
+
+
+def vae_encode_reference(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1] -> the reference latent (1, 4, h, w) x 0.18215 (model space).
+
+    ComfyUI's VAE.encode returns the posterior mean; the official code draws a posterior sample.
+    """
+    check_vae(vae)
+    raw = vae.encode(pixels.permute(0, 2, 3, 1).contiguous())
+    if raw.ndim == 5:  # a video VAE that slipped through: (1, C, 1, h, w)
+        raw = raw[:, :, 0]
+    latent = raw[:1].float().cpu() * LATENT_SCALE
+    if not bool(torch.isfinite(latent).all()):
+        raise InputError("The VAE returned NaN/inf for the reference image; its weights are broken - reload the VAE.")
+    return latent
+
+
+def vae_decode_frames(vae: Any, model_latent: torch.Tensor) -> torch.Tensor:
+    """Model-space latents (B, 4, h, w) -> pixels (B, 3, H, W) in [0, 1] through ComfyUI's VAE."""
+    images = vae.decode(model_latent.float().cpu() / LATENT_SCALE)
+    return images[..., :3].permute(0, 3, 1, 2).float()
+
+
+def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype) -> int:
+    """Bytes ComfyUI should keep free for one model call (a heuristic; it only steers offloading)."""
+    scale = max(torch.finfo(dtype).bits, 16) / 16
+    return int((frames + 1) * latent_h * latent_w * batch * ACTIVATION_BYTES_PER_LATENT_PIXEL * scale)
+
+
+def load_for_sampling(patcher: Any, memory_required: int) -> None:
+    """Hand the UNet to ComfyUI's memory manager (it unloads/offloads other models as needed)."""
+    mm.load_models_gpu([patcher], memory_required=memory_required)
+
+
+@contextlib.contextmanager
+def oom_advice(what: str) -> Iterator[None]:
+    """Re-raise out-of-memory as ComfyUI's OOM type with advice for this pack's knobs."""
+    try:
+        yield
+    except mm.OOM_EXCEPTION as exc:
+        mm.soft_empty_cache(True)
+        raise mm.OOM_EXCEPTION(
+            f"Out of memory while {what}. Try, in this order: fewer frames per call (max_frames, or the Long Video Loop "
+            "with a smaller context_size / context_batch_size 1), a smaller width/height, weight_dtype fp16/bf16 in "
+            "Load UniAnimate Model, closing other GPU programs. (" + str(exc).splitlines()[0] + ")"
+        ) from exc
+
+
+def log_note(note: str) -> None:
+    if note:
+        log.warning("UniAnimate: %s", note)
+
+
+ProgressFactory = Callable[[int, torch.device], ComfyProgress]

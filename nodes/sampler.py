@@ -1,0 +1,173 @@
+"""UniAnimateSampler: one clip (up to a few dozen frames) from a reference image and a pose sequence.
+
+Inputs are ComfyUI's own VAE / CLIP vision models and IMAGE batches (or POSE_KEYPOINT); the output is
+a LATENT in ComfyUI's convention for SD-family video (frames in the batch dimension, raw VAE scale),
+so VAE Decode, latent previews and other latent nodes work on it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from comfy_api.latest import io
+
+from ..unianimate_core.diffusion import NoiseOptions, SamplerOptions, prepare_noise, sample_video
+from ..unianimate_core.errors import InputError
+from . import comfy_bridge
+from .conditioning import CONDITION_MODES, POSE_COLORS, Prepared, prepare
+from .types import PoseKeypoint, UniAnimateModel, UniAnimateModelType
+
+log = logging.getLogger("UniAnimate")
+
+CATEGORY = "UniAnimate"
+MAX_SIZE = 4096
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def model_inputs() -> list:
+    """The inputs every sampling node shares (same names, so workflows can switch nodes)."""
+    return [
+        UniAnimateModelType.Input("model", tooltip="UniAnimate UNet from 'Load UniAnimate Model'."),
+        io.Vae.Input("vae", tooltip="SD 2.1 VAE ('Load VAE', or the VAE output of 'Load Checkpoint' with "
+                                    "v2-1_512-ema-pruned). Encodes the reference image."),
+        io.ClipVision.Input("clip_vision", tooltip="OpenCLIP ViT-H-14 image encoder ('Load CLIP Vision' with "
+                                                   "clip_vision_h.safetensors). Encodes the reference image."),
+        io.Image.Input("reference_image", tooltip="The photo of the person to animate (one image)."),
+        io.MultiType.Input("poses", types=[io.Image, PoseKeypoint],
+                           tooltip="Driving poses: pose images (e.g. the pose_images output of UniAnimate Pose Align) "
+                                   "or POSE_KEYPOINT. One generated frame per selected pose."),
+        io.MultiType.Input("reference_pose", types=[io.Image, PoseKeypoint],
+                           tooltip="The pose of the reference image (one frame; the reference_pose output of "
+                                   "UniAnimate Pose Align)."),
+        io.Int.Input("width", default=512, min=64, max=MAX_SIZE, step=64,
+                     tooltip="Output width in pixels, a multiple of 64 (other values are rounded, with a note in "
+                             "the log). The model was trained at 512x768; 768x1216 also works."),
+        io.Int.Input("height", default=768, min=64, max=MAX_SIZE, step=64,
+                     tooltip="Output height in pixels, a multiple of 64 (portrait, landscape and square all work)."),
+    ]
+
+
+def selection_inputs(max_frames_default: int) -> list:
+    return [
+        io.Int.Input("max_frames", default=max_frames_default, min=0, max=100000,
+                     tooltip="How many frames to generate (0 = one per selected pose). The model was trained on 16 "
+                             "and 32 frames; 48-64 still work in one pass. Longer: use UniAnimate Long Video Loop."),
+        io.Int.Input("frame_interval", default=1, min=1, max=64,
+                     tooltip="Use every n-th pose (2 halves a 30 fps driving video to 15 fps of motion)."),
+    ]
+
+
+def sampling_inputs(noise_prior_default: int) -> list:
+    return [
+        io.Int.Input("steps", default=30, min=1, max=1000,
+                     tooltip="DDIM steps (official 30, which runs 31 model steps). 20-25 is faster with a small loss."),
+        io.Float.Input("guidance", default=2.5, min=0.0, max=30.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale (official 2.5). 1.0 skips the unconditional pass (2x "
+                               "faster, weaker pose/identity)."),
+        io.Int.Input("seed", default=11, min=0, max=MAX_SEED, control_after_generate=True,
+                     tooltip="Random seed; the noise is drawn on the CPU, so a seed gives the same video on any device."),
+        io.Int.Input("noise_prior", default=noise_prior_default, min=0, max=999,
+                     tooltip="Noise prior: start from the reference latent diffused to this timestep instead of pure "
+                             "noise (official 949 short / 939 long). Higher gives more freedom and fewer artefacts "
+                             "(959-969), lower sticks closer to the reference. 0 = pure noise."),
+        io.Combo.Input("condition_mode", options=list(CONDITION_MODES), default="standard",
+                       tooltip="standard: reference via its latent (the official default). first_frame: the reference "
+                               "becomes the first frame (better identity when the reference pose matches the first "
+                               "pose). both: all conditions."),
+        io.Combo.Input("pose_colors", options=list(POSE_COLORS), default=POSE_COLORS[0],
+                       tooltip="Colour convention of pose IMAGES: this pack renders the R/B-swapped colours UniAnimate "
+                               "was trained on; choose OpenPose for standard pose images from other packs (they are "
+                               "converted). Ignored for POSE_KEYPOINT."),
+    ]
+
+
+def latent_output() -> io.Latent.Output:
+    return io.Latent.Output(display_name="latent",
+                            tooltip="Generated frames as a LATENT (frames in the batch, raw VAE scale): connect VAE "
+                                    "Decode, then Create Video / Save Video.")
+
+
+def check_model(model: Any) -> UniAnimateModel:
+    if not isinstance(model, UniAnimateModel):
+        raise InputError(f"The model input must come from 'Load UniAnimate Model'; got {type(model).__name__}.")
+    return model
+
+
+def validate_common(width: Any = 512, height: Any = 768, max_frames: Any = 0, steps: Any = 30) -> bool | str:
+    """Cheap static checks; ComfyUI skips its own range checks for inputs named here, so they are redone."""
+    for name, value in (("width", width), ("height", height)):
+        if value is None:
+            continue  # linked input: checked at run time
+        if not isinstance(value, int) or not 64 <= value <= MAX_SIZE:
+            return f"{name} must be an integer in 64..{MAX_SIZE} (a multiple of 64); got {value!r}."
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
+        return f"max_frames must be 0 (one frame per selected pose) or a positive number of frames; got {max_frames!r}."
+    if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= 1000):
+        return f"steps must be in 1..1000; got {steps!r}."
+    return True
+
+
+def activate(model: UniAnimateModel, prep: Prepared, batch: int, frames: int) -> Any:
+    """Let ComfyUI load the UNet for sampling; returns the module to call."""
+    mem = comfy_bridge.memory_estimate(frames, prep.height // 8, prep.width // 8, batch, model.compute_dtype)
+    comfy_bridge.load_for_sampling(model.patcher, mem)
+    unet = model.patcher.model
+    unet.set_zero_y(model.zero_y)
+    return unet
+
+
+def sampler_options(model: UniAnimateModel, steps: int, guidance: float) -> SamplerOptions:
+    return SamplerOptions(steps=int(steps), guide_scale=float(guidance), device=model.patcher.load_device,
+                          model_dtype=model.compute_dtype)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) & MAX_SEED)
+
+
+class UniAnimateSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UniAnimateSampler",
+            display_name="UniAnimate Sampler",
+            category=CATEGORY,
+            description=(
+                "Animates the reference image with the driving poses in one pass (up to ~64 frames; the model was "
+                "trained on 32). DDIM with classifier-free guidance and UniAnimate's noise prior. Output: a LATENT for "
+                "VAE Decode. Memory: about 12 GB for 32 frames at 512x768 in fp16."
+            ),
+            inputs=model_inputs() + selection_inputs(32) + sampling_inputs(949),
+            outputs=[latent_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width: Any = 512, height: Any = 768, max_frames: Any = 32, steps: Any = 30) -> bool | str:
+        return validate_common(width, height, max_frames, steps)
+
+    @classmethod
+    def execute(cls, model: Any, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any,
+                reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 32,
+                frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
+                noise_prior: int = 949, condition_mode: str = "standard",
+                pose_colors: str = POSE_COLORS[0]) -> io.NodeOutput:
+        model = check_model(model)
+        msg = validate_common(width, height, max_frames, steps)
+        if msg is not True:
+            raise InputError(msg)
+        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+        options = sampler_options(model, steps, guidance)
+        generator = make_generator(seed)
+        noise = prepare_noise(prep.latent_shape, generator,
+                              NoiseOptions(0.1, int(noise_prior) or None, "offset_then_prior"),
+                              prior_latent=prep.ref_latent)
+        batch = 2 if options.guided else 1
+        with comfy_bridge.oom_advice(f"sampling {prep.frames} frames at {prep.width}x{prep.height}"):
+            unet = activate(model, prep, batch, prep.frames)
+            progress = comfy_bridge.ComfyProgress(len(options.schedule_timesteps()), model.patcher.load_device)
+            latent = sample_video(unet, noise, prep.cond, options, generator=generator, progress=progress,
+                                  should_cancel=comfy_bridge.should_cancel)
+        log.info("UniAnimate: generated %d frames at %dx%d", prep.frames, prep.width, prep.height)
+        return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))

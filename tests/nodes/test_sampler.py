@@ -1,0 +1,187 @@
+"""UniAnimateSampler on CPU with the tiny UNet, a fake VAE and a fake CLIP vision model."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comfy_fake.models import FakeClipVision, FakeVAE
+from node_helpers import images, install_tiny_model
+
+W = H = 64
+
+
+@pytest.fixture
+def model(host, tiny_ckpt, tiny_zero_y):
+    return install_tiny_model(host, tiny_ckpt, tiny_zero_y)
+
+
+@pytest.fixture
+def sampler(host):
+    return host.node_classes()["UniAnimateSampler"]
+
+
+@pytest.fixture
+def inputs(model):
+    return dict(model=model, vae=FakeVAE(), clip_vision=FakeClipVision(),
+                reference_image=images(1, 80, 60, seed=1), poses=images(3, 70, 50, seed=2),
+                reference_pose=images(1, 70, 50, seed=3), width=W, height=H, max_frames=0, frame_interval=1,
+                steps=2, guidance=2.5, seed=5, noise_prior=949, condition_mode="standard")
+
+
+def pil_resize(img: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Independent reference for the official squash resize: PIL bilinear on the 8-bit image."""
+    arr = (img.numpy() * 255).round().astype(np.uint8)
+    return np.array(Image.fromarray(arr).resize(size, Image.BILINEAR))
+
+
+def test_output_is_comfy_latent_and_matches_the_core_run(host, sampler, inputs):
+    out = sampler.execute(**inputs)
+    samples = out[0]["samples"]
+    assert samples.shape == (3, 4, H // 8, W // 8) and samples.dtype == torch.float32
+    assert samples.device == torch.device("cpu") and torch.isfinite(samples).all()
+
+    # the same run composed by hand from the core API, with the pose stack / CLIP input built by PIL
+    core = host.pack.unianimate_core
+    d = core.diffusion
+    poses = np.stack([pil_resize(inputs["reference_pose"][0], (W, H))]
+                     + [pil_resize(p, (W, H)) for p in inputs["poses"]])
+    dwpose = torch.from_numpy(poses).permute(3, 0, 1, 2)[None].float() / 255.0
+    ref = torch.from_numpy(pil_resize(inputs["reference_image"][0], (W, H))).float().div(255).permute(2, 0, 1)[None]
+    vae, clip = FakeVAE(), FakeClipVision()
+    embed = clip.encode_image(torch.from_numpy(pil_resize(inputs["reference_image"][0], (224, 224)))[None].float() / 255,
+                              crop=False)["image_embeds"]
+    ref_latent = vae.encode(ref.permute(0, 2, 3, 1)) * 0.18215
+    cond = d.Conditions.build("standard", image=embed[:, None], dwpose=dwpose, ref_latent=ref_latent)
+    g = torch.Generator().manual_seed(5)
+    noise = d.prepare_noise((1, 4, 3, H // 8, W // 8), g, d.NoiseOptions(0.1, 949, "offset_then_prior"),
+                            prior_latent=ref_latent)
+    expected = d.sample_video(inputs["model"].unet, noise, cond, d.SamplerOptions(steps=2, guide_scale=2.5), generator=g)
+    expected = expected[0].permute(1, 0, 2, 3) / 0.18215
+    torch.testing.assert_close(samples, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_clip_vision_gets_the_official_224_squash_resize(host, sampler, inputs):
+    clip = FakeClipVision()
+    sampler.execute(**{**inputs, "clip_vision": clip})
+    (seen,) = clip.seen_images
+    assert seen.shape == (1, 224, 224, 3)
+    expected = torch.from_numpy(pil_resize(inputs["reference_image"][0], (224, 224))).float() / 255
+    torch.testing.assert_close(seen[0], expected, rtol=0, atol=0)
+    # at 224x224 ComfyUI's own preprocessing is then only the 8-bit rounding (a no-op) + mean/std
+    mean = torch.tensor(clip.image_mean).view(3, 1, 1)
+    std = torch.tensor(clip.image_std).view(3, 1, 1)
+    torch.testing.assert_close(clip.pixel_values[0][0], (expected.permute(2, 0, 1) - mean) / std)
+
+
+def test_model_goes_through_comfys_memory_manager(host, sampler, inputs):
+    sampler.execute(**inputs)
+    (patchers, memory), = host.fake.model_management.load_calls
+    assert patchers == [inputs["model"].patcher] and memory > 0
+
+
+def test_progress_and_previews(host, sampler, inputs):
+    calls = []
+    host.fake.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total, preview)))
+    host.fake.latent_preview.preview_enabled = True
+    sampler.execute(**inputs)
+    steps = 2  # DDIM timesteps for 2 requested steps
+    assert [(v, t) for v, t, _ in calls] == [(i + 1, steps) for i in range(steps)]
+    assert all(p is not None and p[0] == "JPEG" for _, _, p in calls)
+    # frames in the batch dimension, frame 0 only, in model (x 0.18215) space
+    assert [tuple(x.shape) for x in host.fake.latent_preview.previewed] == [(1, 4, H // 8, W // 8)] * steps
+
+
+def test_interrupt_stops_sampling_with_comfys_exception(host, sampler, inputs):
+    mm = host.fake.model_management
+    seen = []
+
+    def hook(value, total, preview, node_id=None):
+        seen.append(value)
+        mm.interrupt_current_processing(True)  # the user presses Cancel during step 1
+
+    host.fake.utils.set_progress_bar_global_hook(hook)
+    with pytest.raises(mm.InterruptProcessingException):
+        sampler.execute(**{**inputs, "steps": 3})
+    assert seen == [1]
+
+
+def test_same_seed_same_video_other_seed_other_video(sampler, inputs):
+    a = sampler.execute(**inputs)[0]["samples"]
+    b = sampler.execute(**inputs)[0]["samples"]
+    c = sampler.execute(**{**inputs, "seed": 6})[0]["samples"]
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_frame_selection(sampler, inputs):
+    five = images(5, 70, 50, seed=9)
+    picked = sampler.execute(**{**inputs, "poses": five, "max_frames": 3, "frame_interval": 2})[0]["samples"]
+    direct = sampler.execute(**{**inputs, "poses": five[[0, 2, 4]], "max_frames": 0, "frame_interval": 1})[0]["samples"]
+    assert picked.shape[0] == 3
+    torch.testing.assert_close(picked, direct, rtol=0, atol=0)
+
+
+def test_single_pose_repose(sampler, inputs):
+    out = sampler.execute(**{**inputs, "poses": images(1, 70, 50, seed=4), "max_frames": 1})[0]["samples"]
+    assert out.shape == (1, 4, H // 8, W // 8) and torch.isfinite(out).all()
+
+
+def test_openpose_colours_are_converted(sampler, inputs):
+    swapped = {**inputs, "poses": inputs["poses"][..., [2, 1, 0]], "reference_pose": inputs["reference_pose"][..., [2, 1, 0]]}
+    a = sampler.execute(**inputs)[0]["samples"]
+    b = sampler.execute(**swapped, pose_colors="OpenPose (other packs, e.g. controlnet_aux)")[0]["samples"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_first_frame_mode_runs(sampler, inputs):
+    out = sampler.execute(**{**inputs, "condition_mode": "first_frame", "noise_prior": 0})[0]["samples"]
+    assert out.shape == (3, 4, H // 8, W // 8) and torch.isfinite(out).all()
+
+
+def test_size_is_rounded_to_64_with_a_note(sampler, inputs, caplog):
+    with caplog.at_level(logging.WARNING, logger="UniAnimate"):
+        out = sampler.execute(**{**inputs, "width": 100, "height": 200})[0]["samples"]
+    assert out.shape[-2:] == (24, 16)  # 128 x 192 pixels
+    assert "100x200" in caplog.text and "128x192" in caplog.text
+
+
+def test_landscape_and_portrait(sampler, inputs):
+    assert sampler.execute(**{**inputs, "width": 128, "height": 64})[0]["samples"].shape[-2:] == (8, 16)
+    assert sampler.execute(**{**inputs, "width": 64, "height": 128})[0]["samples"].shape[-2:] == (16, 8)
+
+
+def test_validate_inputs(sampler):
+    assert sampler.validate_inputs(width=512, height=768, max_frames=32, steps=30) is True
+    assert sampler.validate_inputs(width=None, height=None, max_frames=None, steps=None) is True  # linked
+    assert "width" in sampler.validate_inputs(width=32)
+    assert "steps" in sampler.validate_inputs(steps=0)
+    assert "max_frames" in sampler.validate_inputs(max_frames=-1)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"vae": FakeVAE(latent_channels=16)}, "not a Stable Diffusion 1.x/2.x image VAE"),
+    ({"vae": FakeVAE(latent_dim=3)}, "not a Stable Diffusion 1.x/2.x image VAE"),
+    ({"clip_vision": FakeClipVision(projection_dim=768)}, "ViT-L"),
+    ({"reference_image": images(2, 64, 64, seed=1)}, "reference_image has 2 images"),
+    ({"reference_pose": images(3, 64, 64, seed=1)}, "reference_pose has 3 images"),
+    ({"poses": images(0, 64, 64, seed=1)}, "pose sequence is empty"),
+    ({"condition_mode": "everything"}, "condition_mode"),
+    ({"model": "not a model"}, "Load UniAnimate Model"),
+])
+def test_wrong_inputs_get_actionable_errors(sampler, inputs, change, message):
+    with pytest.raises(ValueError, match=message):
+        sampler.execute(**{**inputs, **change})
+
+
+def test_out_of_memory_becomes_comfys_oom_with_advice(host, sampler, inputs, monkeypatch):
+    unet = inputs["model"].unet
+
+    def boom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(unet, "forward", boom)
+    with pytest.raises(host.fake.model_management.OOM_EXCEPTION, match="max_frames.*context_size"):
+        sampler.execute(**inputs)
