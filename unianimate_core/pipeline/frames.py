@@ -4,6 +4,10 @@ The official entrances do not simply take every ``frame_interval``-th pose: when
 short to cover ``max_frames`` at that interval they silently shrink the stride, and a short clip is
 zero-padded (black poses) up to ``max_frames``. Both nodes and the command line must select frames
 the same way, so the rule lives here, and it reports what it did so callers can tell the user.
+
+Deviation: the black-pose padding is *not* reproduced (the sampler generates exactly one frame per
+selected pose; frames generated from black poses are useless). ``official_padding`` says how many
+frames the official code would have added.
 """
 from __future__ import annotations
 
@@ -18,15 +22,15 @@ class FrameSelection:
 
     Attributes:
         indices: driving-frame indices to use, in order.
-        num_frames: frames the model generates (``len(indices) + padded``).
-        padded: trailing frames with a black pose (short mode only, official zero-fill, G16).
+        num_frames: frames the model generates (``len(indices)``).
+        official_padding: black-pose frames the official code would append (short mode, G16); not generated.
         stride: the stride actually used (differs from the requested interval when the clip is short).
         note: a human-readable remark when the selection differs from "every interval-th frame".
     """
 
     indices: tuple[int, ...]
     num_frames: int
-    padded: int
+    official_padding: int
     stride: int
     note: str = ""
 
@@ -42,7 +46,7 @@ def select_frames(total: int, max_frames: int | None, frame_interval: int = 1) -
 
     Short mode (official rule): ``cover = interval * (max_frames - 1) + 1``; if the clip is shorter
     than ``cover`` the stride becomes ``max((total - 1) // (max_frames - 1), 1)`` and indices beyond
-    the clip are dropped, then the result is zero-padded to ``max_frames`` frames. Long mode takes
+    the clip are dropped (the official code then zero-pads to ``max_frames``; we do not). Long mode takes
     ``(total - 1) // interval + 1`` frames, ``0, interval, ...``.
     """
     if total < 1:
@@ -65,8 +69,8 @@ def select_frames(total: int, max_frames: int | None, frame_interval: int = 1) -
     padded = max_frames - len(indices)
     note = (
         f"the driving clip has {total} frames, fewer than the {cover} needed for {max_frames} frames "
-        f"at interval {frame_interval}: using stride {stride}"
+        f"at interval {frame_interval}: using every {stride}. frame"
     )
     if padded:
-        note += f" and {padded} trailing black pose frame(s) (lower --frames to avoid them)"
-    return FrameSelection(indices, max_frames, padded, stride, note + ".")
+        note += f", {len(indices)} frames in all"
+    return FrameSelection(indices, len(indices), padded, stride, note + ".")

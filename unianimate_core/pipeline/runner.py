@@ -1,0 +1,324 @@
+"""One headless UniAnimate run: reference photo + driving clip -> mp4 (+ side-by-side preview).
+
+Data path (official inference, spec §3): select frames -> poses (extract, align, render) -> CLIP
+embedding of the reference (224 squash) and the empty-prompt context -> VAE posterior *sample* of
+the reference x 0.18215 -> conditions -> DDIM with guidance (short clip, sliding windows or
+first-frame continuation) -> VAE decode -> 8-bit frames -> mp4.
+
+Robustness: every finished continuation segment is decoded and written to
+``<out>.segments/segment_NNN.mp4`` as soon as it exists, so Ctrl-C keeps it; the final files are
+written under a temporary name and renamed, so a crash never leaves a truncated result.
+Model memory: the CLIP model is released before the UNet is loaded (CLIP is only needed once).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Protocol, TextIO
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from unianimate_core.diffusion import Conditions, NoiseOptions, SamplerOptions, prepare_noise, sample_video
+from unianimate_core.diffusion.continuation import ContinuationOptions, iter_sample_long_continuation
+from unianimate_core.diffusion.sliding import sample_long_sliding
+from unianimate_core.diffusion.windows import SlidingWindowOptions
+
+from .conditioning import (
+    check_size, clip_input, frames_from_decoded, latents_for_decode, reference_latent, resize_frames, vae_input,
+)
+from .encoders import ImageEncoder, LatentCodec
+from .errors import PipelineError
+from .frames import select_frames
+from .poses import POSE_BACKENDS, PoseStage, prepare_poses
+from .preview import NOISE_BANNER, burn_banner, side_by_side
+from .progress import ProgressBar
+from .video import Clip, Rounding, to_uint8, write_video
+
+Strategy = Literal["auto", "short", "windows", "continuation"]
+STRATEGIES: tuple[str, ...] = ("auto", "short", "windows", "continuation")
+MODES: tuple[str, ...] = ("standard", "first_frame", "both")
+NOISE_SUFFIX = "_random-weights-noise"
+
+
+class ModelProvider(Protocol):
+    """Where :func:`animate` gets its models; loads lazily so CLIP can be freed before the UNet loads."""
+
+    is_random: bool
+    label: str
+    pixel_multiple: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def image_encoder(self) -> ImageEncoder: ...
+
+    def zero_y(self, encoder: ImageEncoder) -> Tensor: ...
+
+    def vae(self) -> LatentCodec: ...
+
+    def unet(self, zero_y: Tensor) -> Callable[..., Tensor]: ...
+
+    def release(self, what: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    """Everything a user chooses for one run (official defaults where the official code has one).
+
+    width/height: output size in pixels (multiples of 64 for the released model; official 512x768).
+    frames: frames to generate (None = every ``frame_interval``-th frame of the whole clip).
+    frame_interval: use every n-th driving frame. steps/guidance/seed: DDIM steps (30 runs 31),
+    classifier-free guidance scale (2.5), seed. strategy: "short" (one pass), "windows" (official
+    sliding windows), "continuation" (first-frame segments, Ctrl-C keeps finished ones) or "auto"
+    (short up to ``segment_length`` frames, else continuation). mode: "standard" (reference latent),
+    "first_frame" (reference pixels as the first frame) or "both". pose_backend: see poses.py.
+    uint8: "round" or "truncate" (official) for the 8-bit conversion. fps: output frame rate
+    (None = driving fps / stride). decode_chunk: frames per VAE decode call (official 2).
+    """
+
+    width: int = 512
+    height: int = 768
+    frames: int | None = 32
+    frame_interval: int = 1
+    steps: int = 30
+    guidance: float = 2.5
+    seed: int = 11
+    strategy: Strategy = "auto"
+    segment_length: int = 32
+    context_size: int = 32
+    context_overlap: int = 8
+    mode: str = "standard"
+    pose_backend: str = "auto"
+    align: bool = True
+    uint8: Rounding = "round"
+    fps: float | None = None
+    decode_chunk: int = 2
+    preview: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise PipelineError(f"unknown long-video strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}.")
+        if self.mode not in MODES:
+            raise PipelineError(f"unknown condition mode {self.mode!r}; use one of {', '.join(MODES)}.")
+        if self.pose_backend not in POSE_BACKENDS:
+            raise PipelineError(f"unknown pose backend {self.pose_backend!r}; use one of {', '.join(POSE_BACKENDS)}.")
+        if self.uint8 not in ("round", "truncate"):
+            raise PipelineError(f"--uint8 must be 'round' or 'truncate'; got {self.uint8!r}.")
+        if self.decode_chunk < 1:
+            raise PipelineError(f"decode_chunk must be >= 1; got {self.decode_chunk}.")
+        if self.fps is not None and not (0 < self.fps <= 240):
+            raise PipelineError(f"fps must be in (0, 240]; got {self.fps}.")
+        if not (-1e6 < float(self.guidance) < 1e6):
+            raise PipelineError(f"guidance must be a finite number; got {self.guidance}.")
+
+    def resolved_strategy(self, num_frames: int) -> str:
+        if self.strategy != "auto":
+            return self.strategy
+        return "short" if num_frames <= self.segment_length else "continuation"
+
+
+@dataclass
+class AnimateResult:
+    """What a run wrote. ``video``/``preview`` are None when nothing finished before an interrupt."""
+
+    video: Path | None
+    preview: Path | None
+    preview_image: Path | None
+    frames: int
+    planned_frames: int
+    size: tuple[int, int]
+    fps: float
+    interrupted: bool
+    is_random: bool
+    segments_dir: Path | None
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def output_paths(out: str | Path, is_random: bool) -> tuple[Path, Path, Path, Path]:
+    """(video, preview video, preview still, segments folder); noise runs get a telling suffix."""
+    p = Path(out)
+    if p.suffix.lower() != ".mp4":
+        p = p.with_name(p.name + ".mp4") if p.suffix == "" else p.with_suffix(".mp4")
+    stem = p.stem + (NOISE_SUFFIX if is_random and not p.stem.endswith(NOISE_SUFFIX) else "")
+    video = p.with_name(stem + ".mp4")
+    return (video, p.with_name(stem + "_preview.mp4"), p.with_name(stem + "_preview.png"),
+            p.with_name(stem + ".segments"))
+
+
+# --------------------------------------------------------------------------------------------
+# conditioning
+# --------------------------------------------------------------------------------------------
+
+def build_conditions(mode: str, image_embedding: Tensor, poses: PoseStage, ref_latent: Tensor | None,
+                     ref_pixels: Tensor | None) -> Conditions:
+    """Conditions of one clip: dwpose = [reference pose, target poses] as uint8 ``(1, 3, F+1, H, W)``.
+
+    uint8 keeps the pose stack 4x smaller; the sampler converts it with ``u8 / 255`` exactly as the
+    official loader does.
+    """
+    stack = np.stack([poses.reference_pose, *poses.poses])  # (F+1, H, W, 3)
+    dwpose = torch.from_numpy(stack).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+    image = image_embedding.reshape(image_embedding.shape[0], 1, -1)
+    return Conditions.build(mode, image=image, dwpose=dwpose, ref_latent=ref_latent, ref_pixels=ref_pixels)  # type: ignore[arg-type]
+
+
+def decode_latents(vae: LatentCodec, latents: Tensor, chunk: int = 2) -> Tensor:
+    """Video latents ``(1, 4, F, h, w)`` (x 0.18215) -> frames ``(F, 3, H, W)`` in [0, 1], ``chunk`` at a time."""
+    flat = latents_for_decode(latents)
+    parts = [frames_from_decoded(vae.decode(flat[i:i + chunk])).cpu() for i in range(0, flat.shape[0], chunk)]
+    return torch.cat(parts, dim=0)
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+class _Progress:
+    """Adapts the sampler's ``progress(done, total, preview)`` callback to the stderr bar."""
+
+    def __init__(self, label: str, stream: TextIO | None, enabled: bool) -> None:
+        self.label, self.stream, self.enabled = label, stream, enabled
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, done: int, total: int, _preview: Any = None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = ProgressBar(total, self.label, self.stream)
+        self.bar.set_total(total)
+        self.bar.update(done - self.bar.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: AnimateOptions, out: str | Path, *,
+            keypoints_file: str | Path | None = None, dwpose_files: tuple[Path, Path] | None = None,
+            log: Callable[[str], None] = print, progress_stream: TextIO | None = None,
+            show_progress: bool = True) -> AnimateResult:
+    """Animate ``reference`` (uint8 ``(H, W, 3)``) with the poses of ``clip``; write the results near ``out``.
+
+    Returns an :class:`AnimateResult`; on Ctrl-C (KeyboardInterrupt) it writes what finished and
+    returns with ``interrupted=True`` instead of raising.
+    """
+    start = time.monotonic()
+    width, height = options.width, options.height
+    check_size(width, height, models.pixel_multiple)
+    video_path, preview_path, still_path, segments_dir = output_paths(out, models.is_random)
+    notes: list[str] = []
+
+    selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
+    if selection.note:
+        log(f"note: {selection.note}")
+        notes.append(selection.note)
+    fps = float(options.fps or max(clip.fps / selection.stride, 1.0))
+    log(f"poses: {len(selection.indices)} frames of {len(clip.frames)} (every {selection.stride}.), {width}x{height}")
+    poses = prepare_poses(reference, clip.frames, selection.indices, (width, height), backend=options.pose_backend,
+                          dwpose_files=dwpose_files, keypoints_file=keypoints_file, align=options.align)
+    log(f"poses: backend {poses.backend}" + ("".join(f"; {n}" for n in poses.notes)))
+    notes += poses.notes
+
+    generator = torch.Generator().manual_seed(int(options.seed))
+    encoder = models.image_encoder()
+    embedding = encoder.encode_image(clip_input(reference)).to(torch.float32)  # (1, 1024)
+    zero_y = models.zero_y(encoder)
+    del encoder  # CLIP is needed once; free it before the UNet is loaded
+    models.release("clip")
+    vae = models.vae()
+    ref_pixels = resize_frames(reference, (width, height))  # (1, 3, H, W) in [0, 1]
+    ref_latent = reference_latent(vae.encode_moments(vae_input(ref_pixels)), generator)  # official RNG order: first
+    cond = build_conditions(options.mode, embedding, poses, ref_latent, ref_pixels)
+    unet = models.unet(zero_y)
+
+    n = len(poses.poses)
+    strategy = options.resolved_strategy(n)
+    sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
+                             model_dtype=models.dtype)
+    log(f"sampling: {n} frames, strategy {strategy}, {options.steps} steps, guidance {options.guidance}, "
+        f"seed {options.seed}, {models.label}")
+    bar = _Progress("sampling", progress_stream, show_progress)
+    finished: list[np.ndarray] = []
+    interrupted = False
+    banner = NOISE_BANNER if models.is_random else None
+
+    def keep(frames01: Tensor) -> list[np.ndarray]:
+        return list(to_uint8(frames01, options.uint8))
+
+    def labelled(frames: list[np.ndarray]) -> list[np.ndarray]:
+        return [burn_banner(f, banner) for f in frames] if banner else frames
+
+    shape = (1, 4, n, height // 8, width // 8)
+    try:
+        if strategy == "continuation":
+            segments_dir.mkdir(parents=True, exist_ok=True)
+
+            def decode_last(latent: Tensor) -> Tensor:
+                return frames_from_decoded(vae.decode(latent / 0.18215))
+
+            segments = iter_sample_long_continuation(
+                unet, cond, sampler, ContinuationOptions(segment_length=options.segment_length),
+                decode_last_frame=decode_last, noise=NoiseOptions.short(), generator=generator, progress=bar)
+            for seg in segments:
+                frames = keep(decode_latents(vae, seg.latent, options.decode_chunk))
+                write_video(segments_dir / f"segment_{seg.index:03d}.mp4", labelled(frames), fps)
+                finished += frames
+        else:
+            if strategy == "windows":
+                noise = prepare_noise(shape, generator, NoiseOptions.long(), prior_latent=ref_latent)
+                latents = sample_long_sliding(unet, noise, cond, sampler,
+                                              SlidingWindowOptions(options.context_size, options.context_overlap),
+                                              generator=generator, progress=bar)
+            else:
+                noise = prepare_noise(shape, generator, NoiseOptions.short(), prior_latent=ref_latent)
+                latents = sample_video(unet, noise, cond, sampler, generator=generator, progress=bar)
+            bar.close()
+            log("decoding")
+            finished = keep(decode_latents(vae, latents, options.decode_chunk))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+
+    result = AnimateResult(None, None, None, len(finished), n, (width, height), fps, interrupted, models.is_random,
+                           segments_dir if strategy == "continuation" else None, 0.0, notes)
+    if finished:
+        result.video = write_video(video_path, labelled(finished), fps)
+        if options.preview:
+            preview = side_by_side(reference, poses.poses[:len(finished)], finished, banner)
+            result.preview = write_video(preview_path, preview, fps)
+            from PIL import Image
+
+            Image.fromarray(preview[len(preview) // 2]).save(still_path)
+            result.preview_image = still_path
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def describe(result: AnimateResult) -> str:
+    """The closing message: where the files are, and plainly whether the result is noise."""
+    lines = []
+    if result.interrupted:
+        lines.append(f"interrupted: {result.frames} of {result.planned_frames} frames were finished.")
+    if result.video is None:
+        lines.append("nothing was written (no segment had finished).")
+        return "\n".join(lines)
+    lines.append(f"video:   {result.video}  ({result.frames} frames, {result.size[0]}x{result.size[1]}, {result.fps:g} fps)")
+    if result.preview:
+        lines.append(f"preview: {result.preview}  (reference | aligned pose | result)")
+    if result.preview_image:
+        lines.append(f"still:   {result.preview_image}")
+    if result.segments_dir:
+        lines.append(f"segments: {result.segments_dir}")
+    lines.append(f"time:    {result.seconds:.1f} s")
+    if result.is_random:
+        lines.append("THIS IS RANDOM-WEIGHT NOISE: it proves the installation works, it is not an animation. "
+                     "Add the real model files (see --help, 'Model files') for a real video.")
+    return "\n".join(lines)
+
+
+__all__ = ["AnimateOptions", "AnimateResult", "ModelProvider", "animate", "build_conditions", "decode_latents",
+           "describe", "output_paths", "STRATEGIES", "MODES"]
