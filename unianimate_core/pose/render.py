@@ -59,6 +59,8 @@ HAND_POINT_COLOR = (0, 0, 255)
 FACE_COLOR = (255, 255, 255)
 _FOOT_LIMBS = (17, 18)  # limb indices that end at a toe midpoint
 _FOOT_JOINTS = (18, 19)
+# The official darkening of the limb layer, (v * 0.6) truncated to uint8, as a lookup table.
+_DARKEN_LUT = (np.arange(256, dtype=np.float64) * 0.6).astype(np.uint8)
 
 ColorMode = Literal["unianimate", "openpose"]
 CanvasMode = Literal["auto", "official", "target"]
@@ -159,7 +161,7 @@ def _draw_body(canvas: np.ndarray, people: Sequence[Drawable], draw_body: bool, 
             angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
             polygon = cv2.ellipse2Poly((int(mx), int(my)), (int(length / 2), STICK_WIDTH), int(angle), 0, 360, 1)
             cv2.fillConvexPoly(canvas, polygon, BODY_COLORS[i])
-    canvas[:] = (canvas * 0.6).astype(np.uint8)
+    canvas[:] = cv2.LUT(canvas, _DARKEN_LUT)  # == (canvas * 0.6).astype(uint8), per value
     for i in range(len(BODY_COLORS)):
         is_foot = i in _FOOT_JOINTS
         if (is_foot and not draw_feet) or (not is_foot and not draw_body):
@@ -314,7 +316,7 @@ def render_pose(
 
         image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
     if colors == "unianimate":
-        image = image[..., ::-1]
+        image = import_cv2().cvtColor(np.ascontiguousarray(image), import_cv2().COLOR_RGB2BGR)  # R <-> B
     return np.ascontiguousarray(image)
 
 
