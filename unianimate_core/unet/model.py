@@ -49,6 +49,9 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         kw = dict(device=device, dtype=dtype)
         self.config = cfg
         self.gradient_checkpointing = False
+        #: Dtype activations are computed in. None = the weight dtype. Set it when the layers cast their
+        #: weights on the fly (ComfyUI's ``manual_cast`` ops: fp8/fp16 storage, fp32/bf16 compute).
+        self.compute_dtype: Optional[torch.dtype] = None
         d, e, cdim, cat = cfg.dim, cfg.embed_dim, cfg.context_dim, cfg.concat_dim
         ref_ch = cat + cfg.in_dim  # the reference slot has as many channels as latent + pose embedding
 
@@ -144,7 +147,8 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.time_embed[0].weight.dtype
+        """The activation dtype: ``compute_dtype`` if set, else the weight dtype."""
+        return self.compute_dtype or self.time_embed[0].weight.dtype
 
     # ------------------------------------------------------------------------------------ forward
     def forward(
