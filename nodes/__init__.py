@@ -10,9 +10,10 @@ from comfy_api.latest import ComfyExtension, io
 
 from .folders import register_model_folders
 from .loader import LoadUniAnimateModel
+from .long_video import LongVideoLoop
 from .sampler import UniAnimateSampler
 
-NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, UniAnimateSampler]
+NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, UniAnimateSampler, LongVideoLoop]
 
 
 class UniAnimateExtension(ComfyExtension):

@@ -1,0 +1,172 @@
+"""LongVideoLoop: videos of any length with either of UniAnimate's long-video strategies.
+
+* sliding_windows - every denoising step runs the model on overlapping windows of ``context_size``
+  frames and averages the overlaps (the official long-video sampler). All frames are denoised
+  together, so nothing is finished before the last step.
+* first_frame_continuation - segments of ``context_size`` frames; each segment starts from the
+  decoded last frame of the previous one (the paper's iterative first-frame conditioning). Finished
+  segments are kept when the job is cancelled (``keep_finished_on_cancel``): the node then returns the
+  frames made so far and the workflow goes on to decode and save them.
+
+One progress bar covers the whole job (denoising steps x window groups, or steps x segments).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import comfy.model_management as mm
+import torch
+from comfy_api.latest import io
+
+from ..unianimate_core.diffusion import (
+    ContinuationOptions, NoiseOptions, SlidingWindowOptions, count_work_units, iter_sample_long_continuation,
+    plan_segments, prepare_noise, sample_long_sliding,
+)
+from ..unianimate_core.errors import InputError
+from . import comfy_bridge
+from .conditioning import POSE_COLORS, Prepared, prepare
+from .sampler import (
+    CATEGORY, activate, check_model, latent_output, make_generator, model_inputs, sampler_options, sampling_inputs,
+    selection_inputs, validate_common,
+)
+
+log = logging.getLogger("UniAnimate")
+
+STRATEGIES = ("sliding_windows", "first_frame_continuation")
+
+
+class LongVideoLoop(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UniAnimateLongVideoLoop",
+            display_name="UniAnimate Long Video Loop",
+            category=CATEGORY,
+            description=(
+                "Animates a pose sequence of any length. sliding_windows: overlapping windows averaged at every step "
+                "(official long mode, smooth, all frames finish together). first_frame_continuation: segment after "
+                "segment, each continuing from the last frame of the previous one (the paper's long videos; a "
+                "cancelled job keeps its finished segments). Memory depends on context_size, not on the length."
+            ),
+            inputs=model_inputs() + selection_inputs(0) + sampling_inputs(939) + [
+                io.Combo.Input("strategy", options=list(STRATEGIES), default=STRATEGIES[0],
+                               tooltip="sliding_windows: overlapping windows denoised together (official long mode). "
+                                       "first_frame_continuation: segments chained through their last frame."),
+                io.Int.Input("context_size", default=32, min=2, max=256,
+                             tooltip="Frames the model sees per call: the window length (sliding) or segment length "
+                                     "(continuation). 32 = training length; lower it if you run out of memory."),
+                io.Int.Input("context_overlap", default=8, min=0, max=255,
+                             tooltip="sliding_windows: frames shared by neighbouring windows (official 8). More "
+                                     "overlap = smoother transitions, more compute."),
+                io.Int.Input("context_batch_size", default=1, min=1, max=64,
+                             tooltip="sliding_windows: windows run together in one model call (faster on big GPUs, "
+                                     "more memory)."),
+                io.Float.Input("colour_anchor", default=0.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="first_frame_continuation: pull each handed-over frame's colours towards the "
+                                       "reference (0 = off, official). Helps against slow colour drift in very long "
+                                       "videos."),
+                io.Boolean.Input("keep_finished_on_cancel", default=True,
+                                 tooltip="first_frame_continuation: on Cancel, return the segments that are finished so "
+                                         "the rest of the workflow decodes and saves them (off = a plain cancel)."),
+            ],
+            outputs=[latent_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width: Any = 512, height: Any = 768, max_frames: Any = 0, steps: Any = 30,
+                        context_size: Any = 32, context_overlap: Any = 8) -> bool | str:
+        ok = validate_common(width, height, max_frames, steps)
+        if ok is not True:
+            return ok
+        if context_size is not None and (not isinstance(context_size, int) or not 2 <= context_size <= 256):
+            return f"context_size must be in 2..256 frames; got {context_size!r}."
+        if context_size is not None and context_overlap is not None and not 0 <= context_overlap < context_size:
+            return (f"context_overlap ({context_overlap}) must be >= 0 and smaller than context_size ({context_size}), "
+                    "otherwise the windows never advance.")
+        return True
+
+    @classmethod
+    def execute(cls, model: Any, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any,
+                reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 0,
+                frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
+                noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = POSE_COLORS[0],
+                strategy: str = STRATEGIES[0], context_size: int = 32, context_overlap: int = 8,
+                context_batch_size: int = 1, colour_anchor: float = 0.0,
+                keep_finished_on_cancel: bool = True) -> io.NodeOutput:
+        if strategy not in STRATEGIES:
+            raise InputError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
+        msg = cls.validate_inputs(width, height, max_frames, steps, context_size, context_overlap)
+        if msg is not True:
+            raise InputError(msg)
+        model = check_model(model)
+        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+        if strategy == "sliding_windows":
+            latent = run_sliding(model, prep, steps, guidance, seed, noise_prior, context_size, context_overlap,
+                                 context_batch_size)
+        else:
+            latent = run_continuation(model, vae, prep, steps, guidance, seed, noise_prior, context_size,
+                                      colour_anchor, keep_finished_on_cancel)
+        return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
+
+
+def run_sliding(model, prep: Prepared, steps: int, guidance: float, seed: int, noise_prior: int,
+                context_size: int, context_overlap: int, context_batch_size: int) -> torch.Tensor:
+    """Official long mode: the prior first, then offset noise (prior 939 by default)."""
+    options = sampler_options(model, steps, guidance)
+    windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
+                                   context_batch_size=int(context_batch_size))
+    generator = make_generator(seed)
+    noise = prepare_noise(prep.latent_shape, generator, NoiseOptions(0.1, int(noise_prior) or None, "prior_then_offset"),
+                          prior_latent=prep.ref_latent)
+    per_call = min(int(context_size), prep.frames)
+    batch = int(context_batch_size) * (2 if options.guided else 1)
+    with comfy_bridge.oom_advice(f"sampling windows of {per_call} frames at {prep.width}x{prep.height}"):
+        unet = activate(model, prep, batch, per_call)
+        total = count_work_units(prep.frames, options, windows)
+        progress = comfy_bridge.ComfyProgress(total, model.patcher.load_device)
+        latent = sample_long_sliding(unet, noise, prep.cond, options, windows, generator=generator,
+                                     progress=progress, should_cancel=comfy_bridge.should_cancel)
+    log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
+             prep.frames, prep.width, prep.height, per_call, context_overlap)
+    return latent
+
+
+def run_continuation(model, vae: Any, prep: Prepared, steps: int, guidance: float, seed: int, noise_prior: int,
+                     context_size: int, colour_anchor: float, keep_finished: bool) -> torch.Tensor:
+    """Segments chained through their decoded last frame; each segment's noise like a short run."""
+    options = sampler_options(model, steps, guidance)
+    continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
+    generator = make_generator(seed)
+    per_call = min(int(context_size), prep.frames)
+    batch = 2 if options.guided else 1
+    segments = plan_segments(prep.frames, continuation.segment_length)
+    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, batch, model.compute_dtype)
+
+    def decode_last_frame(latent: torch.Tensor) -> torch.Tensor:
+        pixels = comfy_bridge.vae_decode_frames(vae, latent)
+        comfy_bridge.load_for_sampling(model.patcher, mem)  # the VAE may have pushed the UNet out
+        return pixels.to(latent.device)
+
+    parts: list[torch.Tensor] = []
+    with comfy_bridge.oom_advice(f"sampling segments of {per_call} frames at {prep.width}x{prep.height}"):
+        unet = activate(model, prep, batch, per_call)
+        progress = comfy_bridge.ComfyProgress(len(segments) * len(options.schedule_timesteps()),
+                                              model.patcher.load_device)
+        try:
+            for segment in iter_sample_long_continuation(
+                    unet, prep.cond, options, continuation, decode_last_frame=decode_last_frame,
+                    noise=NoiseOptions(0.1, int(noise_prior) or None, "offset_then_prior"), generator=generator,
+                    prior_latent=prep.ref_latent, anchor_pixels=prep.ref_pixels, progress=progress,
+                    should_cancel=comfy_bridge.should_cancel):
+                parts.append(segment.latent)
+                log.info("UniAnimate: segment %d/%d done (%d frames)", segment.index + 1, len(segments),
+                         sum(p.shape[2] for p in parts))
+        except mm.InterruptProcessingException:
+            if not (keep_finished and parts):
+                raise
+            done = sum(p.shape[2] for p in parts)
+            log.warning("UniAnimate: cancelled after %d of %d segments; returning the %d finished frames of %d.",
+                        len(parts), len(segments), done, prep.frames)
+    return torch.cat(parts, dim=2)

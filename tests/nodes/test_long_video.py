@@ -1,0 +1,112 @@
+"""UniAnimateLongVideoLoop on CPU with the tiny UNet: both strategies, whole-job progress, cancel."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from comfy_fake.models import FakeClipVision, FakeVAE
+from node_helpers import images, install_tiny_model
+
+W = H = 64
+
+
+@pytest.fixture
+def model(host, tiny_ckpt, tiny_zero_y):
+    return install_tiny_model(host, tiny_ckpt, tiny_zero_y)
+
+
+@pytest.fixture
+def loop(host):
+    return host.node_classes()["UniAnimateLongVideoLoop"]
+
+
+@pytest.fixture
+def inputs(model):
+    return dict(model=model, vae=FakeVAE(), clip_vision=FakeClipVision(),
+                reference_image=images(1, 72, 56, seed=1), poses=images(5, 72, 56, seed=2),
+                reference_pose=images(1, 72, 56, seed=3), width=W, height=H, max_frames=0, frame_interval=1,
+                steps=2, guidance=2.5, seed=3, noise_prior=939, condition_mode="standard",
+                context_size=3, context_overlap=1, context_batch_size=1)
+
+
+def record_progress(host):
+    calls = []
+    host.fake.utils.set_progress_bar_global_hook(lambda v, t, p, node_id=None: calls.append((v, t)))
+    return calls
+
+
+def test_sliding_windows_match_the_core_and_report_whole_job_progress(host, loop, inputs):
+    calls = record_progress(host)
+    samples = loop.execute(**inputs, strategy="sliding_windows")[0]["samples"]
+    assert samples.shape == (5, 4, H // 8, W // 8) and torch.isfinite(samples).all()
+    # windows of 3 with overlap 1 over 5 frames: [0,1,2], [2,3,4] -> 2 groups x 2 steps
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+    core = host.pack.unianimate_core.diffusion
+    prep = host.pack.nodes.conditioning.prepare(
+        inputs["vae"], inputs["clip_vision"], inputs["reference_image"], inputs["poses"], inputs["reference_pose"],
+        W, H, 64, "standard", host.pack.nodes.conditioning.POSE_COLORS[0], 0, 1)
+    g = torch.Generator().manual_seed(3)
+    noise = core.prepare_noise(prep.latent_shape, g, core.NoiseOptions(0.1, 939, "prior_then_offset"),
+                               prior_latent=prep.ref_latent)
+    expected = core.sample_long_sliding(inputs["model"].unet, noise, prep.cond, core.SamplerOptions(steps=2),
+                                        core.SlidingWindowOptions(3, 1), generator=g)
+    torch.testing.assert_close(samples, expected[0].permute(1, 0, 2, 3) / 0.18215, rtol=1e-4, atol=1e-4)
+
+
+def test_continuation_chains_segments_through_the_vae(host, loop, inputs):
+    vae = FakeVAE()
+    calls = record_progress(host)
+    samples = loop.execute(**{**inputs, "vae": vae, "poses": images(7, 72, 56, seed=4)},
+                           strategy="first_frame_continuation")[0]["samples"]
+    # segments of 3: (0,1,2) (2,3,4) (4,5,6) -> 7 frames; two hand-overs decoded by ComfyUI's VAE
+    assert samples.shape == (7, 4, H // 8, W // 8) and torch.isfinite(samples).all()
+    assert vae.decode_calls == [(1, 4, H // 8, W // 8)] * 2
+    assert calls[-1] == (6, 6) and [v for v, _ in calls] == list(range(1, 7))
+    # the UNet is handed back to ComfyUI's memory manager after every VAE decode
+    loads = host.fake.model_management.load_calls
+    assert len(loads) == 3 and all(p == [inputs["model"].patcher] for p, _ in loads)
+
+
+def cancel_at(host, value):
+    mm = host.fake.model_management
+
+    def hook(v, t, p, node_id=None):
+        if v == value:
+            mm.interrupt_current_processing(True)
+
+    host.fake.utils.set_progress_bar_global_hook(hook)
+    return mm
+
+
+def test_cancelled_continuation_keeps_finished_segments(host, loop, inputs):
+    cancel_at(host, 3)  # first step of the second segment
+    samples = loop.execute(**inputs, strategy="first_frame_continuation")[0]["samples"]
+    assert samples.shape[0] == 3  # segment 0 only
+
+
+def test_cancel_without_keeping(host, loop, inputs):
+    mm = cancel_at(host, 3)
+    with pytest.raises(mm.InterruptProcessingException):
+        loop.execute(**inputs, strategy="first_frame_continuation", keep_finished_on_cancel=False)
+
+
+def test_cancelled_sliding_windows_is_a_plain_cancel(host, loop, inputs):
+    mm = cancel_at(host, 1)
+    with pytest.raises(mm.InterruptProcessingException):
+        loop.execute(**inputs, strategy="sliding_windows")
+
+
+def test_short_sequence_is_one_window(host, loop, inputs):
+    samples = loop.execute(**{**inputs, "poses": images(2, 72, 56, seed=5), "context_size": 32},
+                           strategy="sliding_windows")[0]["samples"]
+    assert samples.shape[0] == 2
+
+
+def test_validation(loop):
+    assert loop.validate_inputs(context_size=32, context_overlap=8) is True
+    assert "context_overlap" in loop.validate_inputs(context_size=8, context_overlap=8)
+    assert "context_size" in loop.validate_inputs(context_size=1)
+    with pytest.raises(ValueError, match="strategy"):
+        loop.execute(model=None, vae=None, clip_vision=None, reference_image=None, poses=None, reference_pose=None,
+                     strategy="zigzag")
