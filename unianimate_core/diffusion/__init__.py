@@ -5,27 +5,27 @@ Pure PyTorch; the model is any callable ``model(x, t, image=, local_image=, dwpo
 (optionally with ``cond_mask=`` for batched guidance). See docs/sampling.md for the walkthrough,
 the defaults and the deviations from the official code.
 """
-from unianimate_core.diffusion.conditions import (
+from .conditions import (
     CONDITION_KEYS, CONDITION_MODES, ConditionMode, Conditions, pixels_to_float, unconditional_kwargs,
 )
-from unianimate_core.diffusion.continuation import (
+from .continuation import (
     ContinuationOptions, DecodeFn, NoiseFn, Segment, anchor_colours, iter_sample_long_continuation, plan_segments,
     sample_long_continuation,
 )
-from unianimate_core.diffusion.ddim import ddim_step, predict_eps, predict_x0
-from unianimate_core.diffusion.errors import SamplingCancelled, SamplingError
-from unianimate_core.diffusion.guidance import (
+from .ddim import ddim_step, predict_eps, predict_x0
+from .errors import SamplingCancelled, SamplingError
+from .guidance import (
     CfgMode, Model, apply_guidance, predict_cond_uncond, supports_cond_mask,
 )
-from unianimate_core.diffusion.noise import NoiseOptions, combine_noise, draw_noise, prepare_noise
-from unianimate_core.diffusion.progress import CancelFn, ProgressFn
-from unianimate_core.diffusion.sampler import SamplerOptions, StepResult, iter_sample_video, sample_video
-from unianimate_core.diffusion.schedule import NUM_TIMESTEPS, NoiseSchedule
-from unianimate_core.diffusion.sliding import count_work_units, iter_sample_long_sliding, sample_long_sliding
-from unianimate_core.diffusion.timesteps import (
+from .noise import NoiseOptions, combine_noise, draw_noise, prepare_noise
+from .progress import CancelFn, ProgressFn
+from .sampler import SamplerOptions, StepResult, iter_sample_video, sample_video
+from .schedule import NUM_TIMESTEPS, NoiseSchedule
+from .sliding import count_work_units, iter_sample_long_sliding, sample_long_sliding
+from .timesteps import (
     TimestepMode, ddim_timesteps, official_ddim_timesteps_raw, previous_timesteps,
 )
-from unianimate_core.diffusion.windows import SlidingWindowOptions, context_windows
+from .windows import SlidingWindowOptions, context_windows
 
 __all__ = [
     "CONDITION_KEYS", "CONDITION_MODES", "CancelFn", "CfgMode", "ConditionMode", "Conditions",

@@ -15,7 +15,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.errors import check
+from .errors import check
 
 CONDITION_KEYS: tuple[str, ...] = ("image", "local_image", "dwpose", "randomref")
 """The UNet keyword arguments the sampler fills (an unconditional call passes them all as None)."""

@@ -19,13 +19,13 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.conditions import LATENT_TO_PIXEL, Conditions, pixels_to_float
-from unianimate_core.diffusion.errors import check
-from unianimate_core.diffusion.guidance import Model
-from unianimate_core.diffusion.noise import NoiseOptions, prepare_noise
-from unianimate_core.diffusion.progress import CancelFn, ProgressFn, ProgressTracker
-from unianimate_core.diffusion.sampler import SamplerOptions, iter_sample_video
-from unianimate_core.diffusion.schedule import NoiseSchedule
+from .conditions import LATENT_TO_PIXEL, Conditions, pixels_to_float
+from .errors import check
+from .guidance import Model
+from .noise import NoiseOptions, prepare_noise
+from .progress import CancelFn, ProgressFn, ProgressTracker
+from .sampler import SamplerOptions, iter_sample_video
+from .schedule import NoiseSchedule
 
 PriorSource = Literal["reference", "last_frame"]
 PRIOR_SOURCES: tuple[str, ...] = ("reference", "last_frame")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.errors import check
-from unianimate_core.diffusion.schedule import NoiseSchedule
+from .errors import check
+from .schedule import NoiseSchedule
 
 
 def predict_x0(schedule: NoiseSchedule, x: Tensor, t: Tensor, v: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ an input error, so callers can tell "the user pressed stop" from "the inputs wer
 """
 from __future__ import annotations
 
-from unianimate_core.errors import InputError
+from ..errors import InputError
 
 
 class SamplingError(InputError):

@@ -18,8 +18,8 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.conditions import unconditional_kwargs
-from unianimate_core.diffusion.errors import check
+from .conditions import unconditional_kwargs
+from .errors import check
 
 CfgMode = Literal["auto", "batched", "sequential"]
 CFG_MODES: tuple[str, ...] = ("auto", "batched", "sequential")

@@ -20,8 +20,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.errors import check
-from unianimate_core.diffusion.schedule import NUM_TIMESTEPS, NoiseSchedule
+from .errors import check
+from .schedule import NUM_TIMESTEPS, NoiseSchedule
 
 NoisePriorOrder = Literal["offset_then_prior", "prior_then_offset"]
 PRIOR_ORDERS: tuple[str, ...] = ("offset_then_prior", "prior_then_offset")

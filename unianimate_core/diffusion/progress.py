@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import Tensor
 
-from unianimate_core.diffusion.errors import SamplingCancelled
+from .errors import SamplingCancelled
 
 ProgressFn = Callable[[int, int, "Tensor | None"], None]
 CancelFn = Callable[[], bool]

@@ -11,15 +11,15 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.conditions import Conditions
-from unianimate_core.diffusion.ddim import ddim_step
-from unianimate_core.diffusion.errors import check
-from unianimate_core.diffusion.guidance import (
+from .conditions import Conditions
+from .ddim import ddim_step
+from .errors import check
+from .guidance import (
     CFG_MODES, CfgMode, Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode,
 )
-from unianimate_core.diffusion.progress import CancelFn, ProgressFn, ProgressTracker
-from unianimate_core.diffusion.schedule import NoiseSchedule
-from unianimate_core.diffusion.timesteps import (
+from .progress import CancelFn, ProgressFn, ProgressTracker
+from .schedule import NoiseSchedule
+from .timesteps import (
     TIMESTEP_MODES, TimestepMode, ddim_timesteps, previous_timesteps, validate_timesteps,
 )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.errors import check
+from .errors import check
 
 NUM_TIMESTEPS = 1000
 """Number of training timesteps of UniAnimate (t = 0 .. 999)."""

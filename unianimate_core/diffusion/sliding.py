@@ -17,16 +17,16 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.conditions import Conditions
-from unianimate_core.diffusion.ddim import ddim_step
-from unianimate_core.diffusion.guidance import Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode
-from unianimate_core.diffusion.progress import CancelFn, ProgressFn, ProgressTracker
-from unianimate_core.diffusion.sampler import (
+from .conditions import Conditions
+from .ddim import ddim_step
+from .guidance import Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode
+from .progress import CancelFn, ProgressFn, ProgressTracker
+from .sampler import (
     SamplerOptions, StepResult, check_finite_state, check_latent, draw_step_noise,
 )
-from unianimate_core.diffusion.schedule import NoiseSchedule
-from unianimate_core.diffusion.timesteps import previous_timesteps
-from unianimate_core.diffusion.windows import SlidingWindowOptions
+from .schedule import NoiseSchedule
+from .timesteps import previous_timesteps
+from .windows import SlidingWindowOptions
 
 
 def count_work_units(num_frames: int, options: SamplerOptions, windows: SlidingWindowOptions) -> int:

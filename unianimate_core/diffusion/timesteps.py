@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion.errors import check
-from unianimate_core.diffusion.schedule import NUM_TIMESTEPS
+from .errors import check
+from .schedule import NUM_TIMESTEPS
 
 TimestepMode = Literal["official", "trailing"]
 TIMESTEP_MODES: tuple[str, ...] = ("official", "trailing")

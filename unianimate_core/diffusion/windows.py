@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from unianimate_core.diffusion.errors import check
+from .errors import check
 
 
 @dataclass(frozen=True)
