@@ -1,7 +1,7 @@
 """``python -m unianimate_core ...``: the headless command line (see unianimate_core/pipeline/cli.py)."""
 import sys
 
-from unianimate_core.pipeline.cli import main
+from .pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from unianimate_core.errors import UniAnimateError
+from ..errors import UniAnimateError
 
 from .models import ModelFiles, find_models
 from .poses import POSE_BACKENDS

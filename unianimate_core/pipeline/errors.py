@@ -5,7 +5,7 @@ the problem and the fix, so the command line prints one actionable line instead 
 """
 from __future__ import annotations
 
-from unianimate_core.errors import DependencyError, ModelFileNotFoundError, UniAnimateError
+from ..errors import DependencyError, ModelFileNotFoundError, UniAnimateError
 
 
 class PipelineError(UniAnimateError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from unianimate_core.checkpoint import OFFICIAL_FILENAME
+from ..checkpoint import OFFICIAL_FILENAME
 
 MODEL_SUBDIRS = ("unianimate", "checkpoints", "clip_vision", "vae", "dwpose")
 LEGACY_PACK_PREFIX = "comfyui-unianimate"

@@ -23,9 +23,9 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from unianimate_core.pose.keypoints import PoseFrame, person_from_wholebody
-from unianimate_core.pose.render import render_pose
-from unianimate_core.pose.selection import select_person
+from ..pose.keypoints import PoseFrame, person_from_wholebody
+from ..pose.render import render_pose
+from ..pose.selection import select_person
 
 from .errors import PipelineError
 
@@ -96,7 +96,7 @@ def _dwpose_extractor(files: tuple[Path, Path] | None) -> Extractor | None:
         importlib.import_module("cv2")
     except ImportError:
         return None
-    from unianimate_core.pose.dwpose import DWPoseEstimator
+    from ..pose.dwpose import DWPoseEstimator
 
     estimator = DWPoseEstimator(files[0], files[1], "auto")
     return estimator.detect
@@ -105,7 +105,7 @@ def _dwpose_extractor(files: tuple[Path, Path] | None) -> Extractor | None:
 def _mediapipe_extractor() -> Extractor | None:
     """The pose package's MediaPipe backend, when both it and mediapipe are installed."""
     try:
-        module = importlib.import_module("unianimate_core.pose.mediapipe_backend")
+        module = importlib.import_module("..pose.mediapipe_backend", __package__)
         importlib.import_module("mediapipe")
     except ImportError:
         return None
@@ -155,7 +155,7 @@ def choose_extractor(backend: str, dwpose_files: tuple[Path, Path] | None,
 # --------------------------------------------------------------------------------------------
 
 def _align(reference: PoseFrame, driving: Sequence[PoseFrame | None]) -> list[PoseFrame]:
-    from unianimate_core.pose.align import align_poses
+    from ..pose.align import align_poses
 
     return align_poses(reference, list(driving))
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from unianimate_core.checkpoint import load_unet
-from unianimate_core.config import UNetConfig
+from ..checkpoint import load_unet
+from ..config import UNetConfig
 
 from .encoders import EMBED_DIM, TEXT_TOKENS, ImageEncoder, LatentCodec, TinyImageEncoder, TinyVAE, seeded_
 from .errors import PipelineError
@@ -74,7 +74,7 @@ class TinyModels:
         return TinyVAE(self.seed)
 
     def unet(self, zero_y: Tensor) -> Callable[..., Tensor]:
-        from unianimate_core.unet import UNetSD_UniAnimate
+        from ..unet import UNetSD_UniAnimate
 
         model = seeded_(UNetSD_UniAnimate(self.config), self.seed)
         model.set_zero_y(zero_y)

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from unianimate_core.diffusion import Conditions, NoiseOptions, SamplerOptions, prepare_noise, sample_video
-from unianimate_core.diffusion.continuation import ContinuationOptions, iter_sample_long_continuation
-from unianimate_core.diffusion.sliding import sample_long_sliding
-from unianimate_core.diffusion.windows import SlidingWindowOptions
+from ..diffusion import Conditions, NoiseOptions, SamplerOptions, prepare_noise, sample_video
+from ..diffusion.continuation import ContinuationOptions, iter_sample_long_continuation
+from ..diffusion.sliding import sample_long_sliding
+from ..diffusion.windows import SlidingWindowOptions
 
 from .conditioning import (
     check_size, clip_input, frames_from_decoded, latents_for_decode, reference_latent, resize_frames, vae_input,

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from unianimate_core.checkpoint import read_state_dict
+from ..checkpoint import read_state_dict
 
 from .encoders import EMBED_DIM, TEXT_TOKENS
 from .errors import DependencyError, PipelineError

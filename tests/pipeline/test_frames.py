@@ -1,0 +1,41 @@
+"""Official frame selection (spec §3.2 step 2), checked against the spec's worked examples."""
+from __future__ import annotations
+
+import pytest
+
+from unianimate_core.pipeline.errors import PipelineError
+from unianimate_core.pipeline.frames import select_frames
+
+
+def test_default_demo_selection_matches_spec_example():
+    # spec: 150 poses, interval 2, 32 frames -> 0, 2, ..., 62
+    sel = select_frames(150, 32, 2)
+    assert sel.indices == tuple(range(0, 63, 2))
+    assert sel.num_frames == 32 and sel.official_padding == 0 and sel.stride == 2 and sel.note == ""
+
+
+def test_long_mode_takes_the_whole_clip():
+    # spec: long mode, 150 poses, interval 2 -> 75 frames, 0..148
+    sel = select_frames(150, None, 2)
+    assert sel.indices == tuple(range(0, 149, 2)) and sel.num_frames == 75
+
+
+def test_short_clip_shrinks_the_stride_like_the_official_code():
+    # cover = 4 * 15 + 1 = 61 > 40 -> stride (40 - 1) // 15 = 2 -> 0, 2, ..., 30
+    sel = select_frames(40, 16, 4)
+    assert sel.indices == tuple(range(0, 31, 2)) and sel.stride == 2 and sel.official_padding == 0
+    assert "stride" in sel.note or "every 2." in sel.note
+
+
+def test_very_short_clip_is_not_padded_with_black_poses():
+    # 20 poses, 32 frames, interval 2: stride max(19 // 31, 1) = 1 -> 20 real frames; official pads 12
+    sel = select_frames(20, 32, 2)
+    assert sel.indices == tuple(range(20))
+    assert sel.num_frames == 20 and sel.official_padding == 12
+    assert "20 frames" in sel.note
+
+
+@pytest.mark.parametrize("args", [(0, 16, 1), (10, 1, 1), (10, 16, 0)])
+def test_bad_arguments_raise_actionable_errors(args):
+    with pytest.raises(PipelineError):
+        select_frames(*args)
