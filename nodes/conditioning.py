@@ -88,9 +88,10 @@ def pose_frame_count(poses: Any) -> int:
 
 def render_keypoints(frames: Sequence[dict], width: int, height: int) -> np.ndarray:
     """POSE_KEYPOINT frames -> (N, H, W, 3) uint8 drawn in the trained style at the target size."""
-    from ..unianimate_core.pose import render_pose_keypoint_frames
+    from ..unianimate_core.pose.pose_keypoint import from_pose_keypoint
+    from ..unianimate_core.pose.render import render_poses
 
-    return render_pose_keypoint_frames(list(frames), width, height)
+    return render_poses(from_pose_keypoint(list(frames)), width, height)
 
 
 def pose_pixels_u8(poses: Any, indices: Sequence[int], width: int, height: int, colors: str) -> np.ndarray:
