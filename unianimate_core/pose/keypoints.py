@@ -236,6 +236,19 @@ def person_from_wholebody(
     return Person(kps, scores, box=box, det_score=det_score, approximate=approximate)
 
 
+def person_from_coco133(
+    keypoints_px: np.ndarray,
+    scores: np.ndarray,
+    width: int,
+    height: int,
+    **kwargs: Any,
+) -> Person:
+    """COCO-WholeBody-133 pixel keypoints (133, 2) + scores (133,) of one person -> Person
+    (neck insertion, OpenPose order, normalisation; ``kwargs`` as :func:`person_from_wholebody`)."""
+    k134, s134 = wholebody_from_coco133(np.asarray(keypoints_px)[None], np.asarray(scores)[None])
+    return person_from_wholebody(k134[0], s134[0], width, height, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # The official UniAnimate dict: {'bodies': {'candidate': (20,2), 'subset': (1,20)},
 #                                'hands': (2,21,2), 'faces': (1,68,2)}, normalised, -1 = missing
