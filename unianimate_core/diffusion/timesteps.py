@@ -2,9 +2,8 @@
 
 ``official`` reproduces the official UniAnimate code (ali-vilab/UniAnimate @ 643c963):
 ``stride = 1000 // N``, ``t = 1 + arange(0, 1000, stride)`` clamped to 999, descending. N = 30
-therefore runs 31 steps (991, 958, ..., 34, 1). For some N (every N >= 250 whose stride yields
-1000 or 999, e.g. 3, 500, 1000) that list contains t = 999, where the official step is NaN, and for
-N > 500 it contains 999 twice. We deduplicate the list and the DDIM step uses a finite,
+therefore runs 31 steps (991, 958, ..., 34, 1). For N = 3, 9, 27, 36-37, 101-111 and 251-1000 that
+list contains t = 999, where the official step is NaN, and for N > 500 it contains 999 twice. We deduplicate the list and the DDIM step uses a finite,
 algebraically identical formula at t = 999 (see ``ddim.py``), so every N in 1..1000 samples
 sanely while the lists of all other N are exactly the official ones.
 
