@@ -169,7 +169,8 @@ def iter_sample_long_continuation(
                                       tracker=tracker):
             x = step.x
         new = x if index == 0 else x[:, :, 1:]
-        segment = Segment(index, frames, frames if index == 0 else frames[1:], new.to(storage), first_frame)
+        segment = Segment(index, frames, frames if index == 0 else frames[1:], new.to(storage).contiguous(),
+                          first_frame)
         if index + 1 < len(plan):
             last_latent = x[:, :, -1:].to(storage)
             first_frame = _hand_over(decode_last_frame, x[:, :, -1], (b, 3, hp, wp), anchor,
