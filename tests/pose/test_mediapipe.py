@@ -80,23 +80,33 @@ def test_missing_mediapipe_says_what_to_install(monkeypatch):
 @pytest.mark.mediapipe
 @pytest.mark.parametrize("case", CASES)
 def test_real_mediapipe_reproduces_the_fixture_keypoints(case, align_case):
-    """Runs MediaPipe Holistic 0.10.21 on the stored source images (needs the optional extra;
-    see docs/pose.md for the separate environment). Same machine type: identical; the bound
-    allows for CPU/XNNPACK differences elsewhere."""
+    """Runs MediaPipe Holistic 0.10.21 on the stored source images, one instance for the whole
+    case like the fixture generator (needs the optional extra; see docs/pose.md, "MediaPipe").
+
+    MediaPipe is not bit-reproducible across machines (XNNPACK kernels), and a Holistic instance
+    carries some state between images even in static mode (a face found or not depending on the
+    previous image). Bounds, from runs on two machines: body/feet within 0.5 px, hands and face
+    within 2 px where both runs found them, and at most one part per case found differently."""
     pytest.importorskip("mediapipe")
     cv2 = pytest.importorskip("cv2")
     from unianimate_core.pose.mediapipe_backend import MediaPipeEstimator
 
     data = align_case(case)
-    worst = 0.0
+    mismatches = 0
     with MediaPipeEstimator() as est:
         for f in data["mediapipe"]["frames"]:
             rgb = cv2.imread(str(data["dir"] / f["file"]))[..., ::-1]
             kps, scores, detected = est.coco133(rgb)
-            assert detected == f["detected"]
             exp_k, exp_s = np.array(f["coco133_xy_px"]), np.array(f["coco133_score"])
-            worst = max(worst, float(np.abs(kps - exp_k).max()))
-            np.testing.assert_allclose(scores, exp_s, rtol=0, atol=1e-3)
-            frame = est.detect(rgb)
-            assert len(frame.people) == 1 and frame.people[0].approximate
-    assert worst <= 1.0, f"max keypoint difference {worst:.4f} px"
+            assert detected["pose"] and f["detected"]["pose"]
+            np.testing.assert_allclose(kps[:23], exp_k[:23], rtol=0, atol=0.5)
+            np.testing.assert_allclose(scores[:23], exp_s[:23], rtol=0, atol=0.05)
+            for part, rows in (("face", slice(23, 91)), ("left_hand", slice(91, 112)), ("right_hand", slice(112, 133))):
+                if detected[part] != f["detected"][part]:
+                    mismatches += 1
+                elif detected[part]:
+                    np.testing.assert_allclose(kps[rows], exp_k[rows], rtol=0, atol=2.0)
+    assert mismatches <= 1
+    with MediaPipeEstimator() as est:
+        frame = est.detect(cv2.imread(str(data["dir"] / "source" / "reference.png"))[..., ::-1])
+    assert len(frame.people) == 1 and frame.people[0].approximate and frame.people[0].visible()[:18].sum() >= 12
