@@ -46,13 +46,12 @@ def letterbox(image_bgr: np.ndarray, input_size: tuple[int, int] = (640, 640), p
     return chw[None], ratio
 
 
-def decode_yolox(raw: np.ndarray, input_size: tuple[int, int] = (640, 640)) -> tuple[np.ndarray, np.ndarray]:
-    """Decode raw YOLOX head output into xyxy boxes (letterbox pixels) and class scores.
+def yolox_grid(input_size: tuple[int, int] = (640, 640)) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor grid of the three heads: (cells (A, 2) float64 ``x, y``, strides (A, 1) float64).
 
-    ``raw`` (A, 5 + C) float32 for A anchors (8400 at 640x640), rows enumerated per stride with grid
-    cells in row-major order -> (boxes (A, 4) float32, scores (A, C) float32 = objectness x class).
+    Cells are enumerated per stride (8, 16, 32), row-major with ``(x, y) = meshgrid(arange(w),
+    arange(h))``; A = 8400 for a 640x640 input. Constant per input size: compute it once.
     """
-    raw = np.asarray(raw)
     h_in, w_in = input_size
     grids, strides = [], []
     for stride in YOLOX_STRIDES:
@@ -60,23 +59,35 @@ def decode_yolox(raw: np.ndarray, input_size: tuple[int, int] = (640, 640)) -> t
         xv, yv = np.meshgrid(np.arange(gw), np.arange(gh))
         grids.append(np.stack((xv, yv), axis=2).reshape(-1, 2))
         strides.append(np.full((gh * gw, 1), stride))
-    grid = np.concatenate(grids, axis=0).astype(np.float64)
-    stride_col = np.concatenate(strides, axis=0).astype(np.float64)
-    if raw.shape[0] != grid.shape[0]:
+    return np.concatenate(grids, axis=0).astype(np.float64), np.concatenate(strides, axis=0).astype(np.float64)
+
+
+def decode_yolox(
+    raw: np.ndarray,
+    input_size: tuple[int, int] = (640, 640),
+    grid: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode raw YOLOX head output into xyxy boxes (letterbox pixels) and class scores.
+
+    ``raw`` (A, 5 + C) float32 (A = 8400 at 640x640) -> (boxes (A, 4) float32, scores (A, C)
+    float32 = objectness x class). ``grid`` = :func:`yolox_grid` of ``input_size`` (recomputed
+    when omitted). Rows may be a subset of anchors only if ``grid`` is subset the same way.
+    """
+    raw = np.asarray(raw)
+    cells, stride_col = grid if grid is not None else yolox_grid(input_size)
+    if raw.shape[0] != cells.shape[0]:
         from .errors import PoseInputError
 
         raise PoseInputError(
-            f"the detector returned {raw.shape[0]} anchors but a {w_in}x{h_in} YOLOX input has "
-            f"{grid.shape[0]}; is this a YOLOX model (yolox_l.onnx)?"
+            f"the detector returned {raw.shape[0]} anchors but a {input_size[1]}x{input_size[0]} YOLOX input "
+            f"has {cells.shape[0]}; is this a YOLOX model (yolox_l.onnx)?"
         )
-    # The official code computes in float64 and stores back into the float32 output array.
-    centers = ((raw[:, :2] + grid) * stride_col).astype(np.float32)
+    # The official code computes in float64 and stores back into the float32 output array; the
+    # size exponential is taken in float32.
+    centers = ((raw[:, :2] + cells) * stride_col).astype(np.float32)
     sizes = (np.exp(raw[:, 2:4].astype(np.float32)) * stride_col).astype(np.float32)
-    boxes = np.empty((raw.shape[0], 4), dtype=np.float32)
-    boxes[:, 0] = centers[:, 0] - sizes[:, 0] / np.float32(2.0)
-    boxes[:, 1] = centers[:, 1] - sizes[:, 1] / np.float32(2.0)
-    boxes[:, 2] = centers[:, 0] + sizes[:, 0] / np.float32(2.0)
-    boxes[:, 3] = centers[:, 1] + sizes[:, 1] / np.float32(2.0)
+    half = sizes / np.float32(2.0)
+    boxes = np.concatenate([centers - half, centers + half], axis=1)
     scores = raw[:, 4:5].astype(np.float32) * raw[:, 5:].astype(np.float32)
     return boxes, scores
 
@@ -133,11 +144,27 @@ def multiclass_nms(
     return np.concatenate(out, axis=0)
 
 
-def person_boxes(raw: np.ndarray, ratio: float, config: DetectorConfig = DetectorConfig()) -> np.ndarray:
+def person_boxes(
+    raw: np.ndarray,
+    ratio: float,
+    config: DetectorConfig = DetectorConfig(),
+    grid: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Raw detector output (A, 85) -> person boxes (M, 5) float64 ``x1 y1 x2 y2 score`` in pixels of
-    the original image, best first (the official order; the official code keeps person 0)."""
-    boxes, scores = decode_yolox(raw, config.input_size)
+    the original image, best first (the official order; the official code keeps person 0).
+
+    Only class 0 matters (NMS is per class and only persons are kept), and only anchors whose
+    person score passes the NMS candidate threshold can survive, so only those are decoded; the
+    result is identical to decoding everything.
+    """
+    raw = np.asarray(raw)
+    cells, strides = grid if grid is not None else yolox_grid(config.input_size)
+    person_score = raw[:, 4].astype(np.float32) * raw[:, 5].astype(np.float32)
+    keep = np.flatnonzero(person_score > config.candidate_threshold)
+    if keep.size == 0:
+        return np.zeros((0, 5), dtype=np.float64)
+    boxes, scores = decode_yolox(raw[keep][:, :6], config.input_size, (cells[keep], strides[keep]))
     boxes = boxes / float(ratio)  # float32 division by a Python float, as the official in-place op
     dets = multiclass_nms(boxes, scores, config.nms_threshold, config.candidate_threshold, classes=(0,))
-    keep = (dets[:, 4] > config.person_threshold) & (dets[:, 5] == 0)
-    return dets[keep][:, :5]
+    keep_final = dets[:, 4] > config.person_threshold
+    return dets[keep_final][:, :5]

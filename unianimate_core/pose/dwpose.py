@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .detection import DetectorConfig, letterbox, person_boxes
+from .detection import DetectorConfig, letterbox, person_boxes, yolox_grid
 from .errors import PoseInputError
 from .image import to_rgb_uint8
 from .keypoints import DEFAULT_THRESHOLD, PoseFrame, person_from_wholebody, wholebody_from_coco133
@@ -89,6 +89,7 @@ class DWPoseEstimator:
         det_shape = self._det.get_inputs()[0].shape
         if len(det_shape) == 4 and all(isinstance(s, int) for s in det_shape[2:]):
             self.detector_config = DetectorConfig(**{**detector.__dict__, "input_size": (det_shape[2], det_shape[3])})
+        self._grid = yolox_grid(self.detector_config.input_size)
         self.provider = session_provider(self._pose)
         if self.provider == CPU:
             logger.info("DWPose: running on the CPU (onnxruntime provider %s); expect roughly 0.5-2 s per frame.", CPU)
@@ -112,7 +113,7 @@ class DWPoseEstimator:
         """(H, W, 3) uint8 BGR -> person boxes (M, 5) ``x1 y1 x2 y2 score`` in pixels, best first."""
         blob, ratio = letterbox(image_bgr, self.detector_config.input_size, self.detector_config.pad_value)
         raw = self._det.run(None, {self._det_input: blob})[0]
-        return person_boxes(raw[0], ratio, self.detector_config)
+        return person_boxes(raw[0], ratio, self.detector_config, self._grid)
 
     def estimate_keypoints(self, image_bgr: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the pose model on each box: -> (keypoints (N, 133, 2) pixels, scores (N, 133))."""

@@ -75,10 +75,27 @@ def crop_person(image_bgr: np.ndarray, geometry: CropGeometry, input_wh: tuple[i
     return cv2.warpAffine(image_bgr, geometry.matrix, (int(input_wh[0]), int(input_wh[1])), flags=cv2.INTER_LINEAR)
 
 
-def normalize_crop(crop: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 -> (1, 3, h, w) float32: ``(x - mean) / std`` in float64, then float32."""
-    x = (crop.astype(np.float64) - np.array(POSE_MEAN)) / np.array(POSE_STD)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+def normalization_table(mean: tuple[float, ...] = POSE_MEAN, std: tuple[float, ...] = POSE_STD) -> np.ndarray:
+    """(3, 256) float32: ``float32((v - mean[c]) / std[c])`` computed in float64 for every byte v."""
+    v = np.arange(256, dtype=np.float64)
+    return np.stack([((v - m) / s) for m, s in zip(mean, std)]).astype(np.float32)
+
+
+_TABLE = normalization_table()
+_TABLE.setflags(write=False)  # a constant
+
+
+def normalize_crop(crop: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
+    """(h, w, 3) uint8 -> (1, 3, h, w) float32 = float32((x - mean) / std) with float64 arithmetic.
+
+    Implemented as a per-channel lookup table (identical values, several times faster than the
+    float64 array arithmetic of the official code).
+    """
+    lut = _TABLE if table is None else table
+    out = np.empty((1, 3) + crop.shape[:2], dtype=np.float32)
+    for c in range(3):
+        out[0, c] = lut[c][crop[..., c]]
+    return out
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
