@@ -16,6 +16,7 @@ from .align import BONES, AlignConfig, Alignment, align_poses, choose_calibratio
 from .dwpose import DWPoseEstimator, EstimatorCache, WholebodyResult
 from .errors import PoseAlignmentError, PoseDependencyError, PoseError, PoseInputError, PoseModelNotFoundError
 from .extract import extract_poses
+from .fitting import fit_frame, fit_geometry
 from .image import swap_red_blue, to_rgb_uint8
 from .keypoints import (
     DEFAULT_THRESHOLD,
@@ -40,7 +41,7 @@ __all__ = [
     "DWPOSE_POSE_MODEL", "DWPoseEstimator", "EstimatorCache", "MediaPipeEstimator", "NUM_KEYPOINTS",
     "Person", "PoseAlignmentError", "PoseDependencyError", "PoseError", "PoseFrame", "PoseInputError",
     "PoseModelNotFoundError", "WholebodyResult", "align_poses", "canvas_size", "choose_calibration",
-    "default_search_dirs", "draw_dwpose_dict", "extract_poses", "find_model_file", "from_dwpose_dict",
+    "default_search_dirs", "draw_dwpose_dict", "extract_poses", "find_model_file", "fit_frame", "fit_geometry", "from_dwpose_dict",
     "from_pose_keypoint", "mediapipe_to_coco133", "person_from_coco133", "person_from_wholebody",
     "plan_alignment", "render_pose", "render_poses", "resolve_providers", "select_person",
     "smooth_sequence", "swap_red_blue", "to_dwpose_dict", "to_pose_keypoint", "to_rgb_uint8",
