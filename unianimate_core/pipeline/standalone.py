@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..checkpoint import read_state_dict
 
-from .encoders import EMBED_DIM, TEXT_TOKENS
+from .encoders import TEXT_TOKENS
 from .errors import DependencyError, PipelineError
 
 #: diffusers ``AutoencoderKL`` config of the SD 1.x/2.x KL-f8 VAE (the SD 2.1 first stage).
@@ -226,7 +226,7 @@ class OpenClipEncoder:
 
     @torch.no_grad()
     def empty_context(self) -> Tensor:
-        """``zero_y``: the text tower on "" up to the penultimate block, then ``ln_final`` -> (1, 77, 1024).
+        """``zero_y``: the text tower on "" up to the penultimate block, then ``ln_final`` -> (1, 77, 1024) for ViT-H-14.
 
         The blocks are called one by one in the layout the installed OpenCLIP uses (``batch_first``
         since 2.26, sequence-first before), which is what broke the official code on new versions (G23).
@@ -248,8 +248,9 @@ class OpenClipEncoder:
         if not batch_first:
             x = x.permute(1, 0, 2)
         out = m.ln_final(x).float()
-        if tuple(out.shape) != (1, TEXT_TOKENS, EMBED_DIM):
-            raise PipelineError(f"unexpected empty-prompt context shape {tuple(out.shape)}; expected (1, 77, 1024).")
+        if tuple(out.shape[:2]) != (1, TEXT_TOKENS) or not bool(torch.isfinite(out).all()):
+            raise PipelineError(f"the empty-prompt context came out as {tuple(out.shape)} with non-finite values or "
+                                "a wrong length; the CLIP text weights are broken - download them again.")
         return out
 
 
