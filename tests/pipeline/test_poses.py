@@ -56,3 +56,14 @@ def test_too_few_keypoint_frames_is_an_error():
     with pytest.raises(PipelineError, match="frame 20"):
         prepare_poses(read_image(DEMO / "reference.png"), clip.frames, [0, 20], (64, 64), backend="keypoints",
                       keypoints_file=DEMO / "driving_keypoints.json")
+
+
+def test_dwpose_backend_is_used_when_its_files_are_found(fixtures_dir):
+    """auto picks DWPose when both ONNX files exist (stand-in models of the fixtures: constant keypoints)."""
+    pytest.importorskip("onnxruntime")
+    files = (fixtures_dir / "dwpose" / "yolox_l.onnx", fixtures_dir / "dwpose" / "dw-ll_ucoco_384.onnx")
+    clip = read_clip(DEMO / "driving.mp4", limit=2)
+    stage = prepare_poses(read_image(DEMO / "reference.png"), clip.frames, [0, 1], (128, 192), backend="auto",
+                          dwpose_files=files, keypoints_file=DEMO / "driving_keypoints.json")
+    assert stage.backend == "dwpose" and len(stage.poses) == 2
+    assert stage.reference_pose.shape == (192, 128, 3) and stage.reference_pose.any()

@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, TextIO
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from ..pose.render import render_pose
 from ..pose.selection import select_person
 
 from .errors import PipelineError
+from .progress import ProgressBar
 
 log = logging.getLogger("unianimate")
 
@@ -85,7 +86,12 @@ def load_keypoints_file(path: str | Path) -> tuple[PoseFrame | None, list[PoseFr
 # backends
 # --------------------------------------------------------------------------------------------
 
-Extractor = Callable[[np.ndarray], PoseFrame]
+@dataclass
+class Extractor:
+    """A pose backend: ``reference(image) -> PoseFrame`` and ``driving(frames, callback) -> [PoseFrame]``."""
+
+    reference: Callable[[np.ndarray], PoseFrame]
+    driving: Callable[..., list[PoseFrame]]
 
 
 def _dwpose_extractor(files: tuple[Path, Path] | None) -> Extractor | None:
@@ -97,27 +103,32 @@ def _dwpose_extractor(files: tuple[Path, Path] | None) -> Extractor | None:
     except ImportError:
         return None
     from ..pose.dwpose import DWPoseEstimator
+    from ..pose.extract import extract_poses
 
     estimator = DWPoseEstimator(files[0], files[1], "auto")
-    return estimator.detect
+    return Extractor(estimator.detect, lambda frames, callback=None: extract_poses(estimator, frames, callback=callback))
 
 
 def _mediapipe_extractor() -> Extractor | None:
-    """The pose package's MediaPipe backend, when both it and mediapipe are installed."""
+    """The pose package's MediaPipe backend (static mode for the photo, tracking for the clip)."""
     try:
         module = importlib.import_module("..pose.mediapipe_backend", __package__)
         importlib.import_module("mediapipe")
     except ImportError:
         return None
-    factory = getattr(module, "MediaPipeEstimator", None)
-    if factory is None:
-        return None
-    try:
-        estimator = factory()
-    except Exception as exc:  # noqa: BLE001 - an unusable optional backend falls through to the next
-        log.info("MediaPipe backend unavailable: %s", exc)
-        return None
-    return getattr(estimator, "detect", None)
+    from ..pose.extract import extract_poses
+
+    factory = module.MediaPipeEstimator
+
+    def reference(image: np.ndarray) -> PoseFrame:
+        with factory() as est:
+            return est.detect(image)
+
+    def driving(frames: Sequence[np.ndarray], callback: Any = None) -> list[PoseFrame]:
+        with factory(video=True) as est:
+            return extract_poses(est, frames, callback=callback)
+
+    return Extractor(reference, driving)
 
 
 def choose_extractor(backend: str, dwpose_files: tuple[Path, Path] | None,
@@ -162,7 +173,8 @@ def _align(reference: PoseFrame, driving: Sequence[PoseFrame | None]) -> list[Po
 
 def prepare_poses(reference_image: np.ndarray, driving_frames: Sequence[np.ndarray], indices: Sequence[int],
                   size: tuple[int, int], *, backend: str = "auto", dwpose_files: tuple[Path, Path] | None = None,
-                  keypoints_file: str | Path | None = None, align: bool = True) -> PoseStage:
+                  keypoints_file: str | Path | None = None, align: bool = True,
+                  progress_stream: TextIO | None = None) -> PoseStage:
     """Keypoints of the reference and of the driving frames ``indices`` -> aligned renders at ``size = (W, H)``.
 
     ``driving_frames`` are the decoded clip frames (only ``indices`` are processed). With the
@@ -180,8 +192,12 @@ def prepare_poses(reference_image: np.ndarray, driving_frames: Sequence[np.ndarr
         driving = [kp_frames[i] for i in indices]
         notes.append("poses from pre-extracted keypoints (no DWPose files or MediaPipe found)")
     else:
-        ref_frame = extractor(reference_image)
-        driving = [extractor(driving_frames[i]) for i in indices]
+        ref_frame = extractor.reference(reference_image)
+        bar = ProgressBar(len(indices), f"poses ({name})", progress_stream) if progress_stream is not None else None
+        driving = extractor.driving([driving_frames[i] for i in indices],
+                                    callback=(lambda i, total: bar.update()) if bar is not None else None)
+        if bar is not None:
+            bar.close()
     ref_person = select_person(ref_frame)
     if ref_person is None:
         raise PipelineError("no person was found in the reference image; use a photo showing one person, ideally full body.")

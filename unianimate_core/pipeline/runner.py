@@ -218,7 +218,8 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     fps = float(options.fps or max(clip.fps / selection.stride, 1.0))
     log(f"poses: {len(selection.indices)} frames of {len(clip.frames)} (every {selection.stride}.), {width}x{height}")
     poses = prepare_poses(reference, clip.frames, selection.indices, (width, height), backend=options.pose_backend,
-                          dwpose_files=dwpose_files, keypoints_file=keypoints_file, align=options.align)
+                          dwpose_files=dwpose_files, keypoints_file=keypoints_file, align=options.align,
+                          progress_stream=progress_stream if show_progress else None)
     log(f"poses: backend {poses.backend}" + ("".join(f"; {n}" for n in poses.notes)))
     notes += poses.notes
 
