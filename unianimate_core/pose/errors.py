@@ -8,7 +8,7 @@ The classes below also derive from the package-wide kinds (``DependencyError``,
 """
 from __future__ import annotations
 
-from unianimate_core.errors import (
+from ..errors import (
     DependencyError,
     InputError,
     ModelFileNotFoundError,
