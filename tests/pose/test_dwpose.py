@@ -142,6 +142,11 @@ def test_detect_accepts_float_images_like_comfyui(dwpose_dir, dwpose_meta, estim
     a = estimators["astronaut"].detect(rgb)
     b = estimators["astronaut"].detect(rgb.astype(np.float32) / 255.0)
     np.testing.assert_array_equal(a.people[0].keypoints, b.people[0].keypoints)
+    torch = pytest.importorskip("torch")
+    c = estimators["astronaut"].detect(torch.from_numpy(rgb).to(torch.bfloat16) / 255.0)  # lossy dtype, still runs
+    assert len(c.people) == len(a.people)
+    d = estimators["astronaut"].detect(torch.from_numpy(rgb.astype(np.float32) / 255.0))
+    np.testing.assert_array_equal(d.people[0].keypoints, a.people[0].keypoints)
     with pytest.raises(PoseInputError, match="one image"):
         estimators["astronaut"].detect(np.zeros((2, 8, 8, 3), np.uint8))
 

@@ -15,8 +15,11 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     (H, W, 4) (alpha dropped), (H, W, 1) or (H, W) (grey replicated); uint8, or float in [0, 1]
     (ComfyUI ``IMAGE`` values; converted with ``round(x * 255)``, exact for 8-bit sources).
     """
-    if hasattr(image, "detach"):
-        image = image.detach().cpu().numpy()
+    if hasattr(image, "detach"):  # a torch tensor (any device / float dtype, e.g. bfloat16)
+        tensor = image.detach()
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        image = tensor.cpu().numpy()
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[..., None]

@@ -89,6 +89,9 @@ def create_session(path: str | Path, providers: Sequence[str], threads: int | No
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3  # onnxruntime's own warnings go to stderr; ours go to logging
+    if "DmlExecutionProvider" in providers:  # DirectML supports neither memory patterns nor parallel runs
+        options.enable_mem_pattern = False
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     wanted = list(providers)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
