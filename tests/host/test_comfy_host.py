@@ -1,0 +1,244 @@
+"""The pack inside a real ComfyUI server (CPU): registration, schemas, the shipped workflows end to end.
+
+Skipped unless COMFYUI_PATH is set (see conftest.py). The shipped API-format workflows are queued
+with tiny models: the tiny UniAnimate fixture checkpoint (its empty-prompt context cached next to
+it, so the SD 2.1 checkpoint of the shipped workflows is replaced by a VAE loader with a random-weight
+TAESD and its CLIP link dropped), a random sparse ViT-H CLIP vision file, the tiny DWPose ONNX models,
+64 x 64 pixels and 2 DDIM steps.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from comfy_fake import install_fake_comfy, load_pack, unload_pack  # noqa: E402
+from comfy_fake.workflow_tools import load_core_object_info, strip_meta, ui_to_api, validate_api  # noqa: E402
+
+sys.path.pop(0)
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / "workflows"
+STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video_first_frame_continuation",
+         "04_single_image_repose"]
+OUR_NODES = {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
+             "UniAnimateLongVideoLoop"}
+SIZE, DRIVING_FRAMES = 64, 4
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server):
+    return comfy_server.get("/object_info", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def fake_object_info():
+    """What the fake ComfyUI's V3 schema produces for our nodes (compared with the real server's)."""
+    fake = install_fake_comfy(Path(tempfile.mkdtemp()))
+    try:
+        pack = load_pack("unianimate_host_check_pack")
+        ext = asyncio.run(pack.comfy_entrypoint())
+        return {c.GET_SCHEMA().node_id: c.GET_NODE_INFO_V1() for c in asyncio.run(ext.get_node_list())}
+    finally:
+        unload_pack("unianimate_host_check_pack")
+        fake.uninstall()
+
+
+def test_pack_registers_its_nodes_without_import_errors(comfy_server, object_info):
+    assert OUR_NODES <= set(object_info)
+    log = comfy_server.log_text()
+    assert "IMPORT FAILED" not in log, log[-4000:]
+    assert all(object_info[n]["category"].startswith("UniAnimate") for n in OUR_NODES)
+
+
+def test_real_schemas_match_the_fake(object_info, fake_object_info):
+    for node in OUR_NODES:
+        real, fake = object_info[node], fake_object_info[node]
+        for key in ("input_order", "output", "output_name", "name", "display_name", "description", "category"):
+            assert real[key] == fake[key], (node, key)
+        for section, names in real["input_order"].items():
+            for name in names:
+                r, f = real["input"][section][name], fake["input"][section][name]
+                assert r[0] == f[0], (node, name)
+                if len(r) > 1:
+                    ropts = {k: v for k, v in r[1].items() if k != "options" or not name.endswith(("_name", "_model"))}
+                    fopts = {k: v for k, v in f[1].items() if k != "options" or not name.endswith(("_name", "_model"))}
+                    assert ropts == fopts, (node, name)
+
+
+def test_shipped_workflows_convert_and_validate_against_the_real_server(object_info):
+    files = [(n, i) for n, i in (("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
+                                 ("CLIPVisionLoader", "clip_name"), ("LoadUniAnimateModel", "model_name"),
+                                 ("UniAnimatePoseExtractor", "detector_model"), ("UniAnimatePoseExtractor", "pose_model"))]
+    for stem in STEMS:
+        api = ui_to_api(json.loads((WORKFLOWS / f"{stem}.json").read_text()), object_info)
+        assert strip_meta(api) == strip_meta(json.loads((WORKFLOWS / "api" / f"{stem}.json").read_text())), stem
+        assert validate_api(api, object_info, files) == [], stem
+
+
+SIGNATURE_PROBE = textwrap.dedent("""
+    import inspect, json
+    import folder_paths, latent_preview
+    import comfy.model_management as mm, comfy.model_patcher, comfy.utils, comfy.ops, comfy.latent_formats
+    from comfy_api.latest import io, ComfyExtension
+    targets = {
+        "mm.load_models_gpu": mm.load_models_gpu, "mm.unet_dtype": mm.unet_dtype,
+        "mm.unet_manual_cast": mm.unet_manual_cast,
+        "mm.throw_exception_if_processing_interrupted": mm.throw_exception_if_processing_interrupted,
+        "mm.interrupt_current_processing": mm.interrupt_current_processing, "mm.soft_empty_cache": mm.soft_empty_cache,
+        "mm.get_torch_device": mm.get_torch_device, "mm.unet_offload_device": mm.unet_offload_device,
+        "mm.intermediate_device": mm.intermediate_device, "ModelPatcher": comfy.model_patcher.ModelPatcher.__init__,
+        "ProgressBar": comfy.utils.ProgressBar.__init__, "ProgressBar.update_absolute": comfy.utils.ProgressBar.update_absolute,
+        "set_progress_bar_global_hook": comfy.utils.set_progress_bar_global_hook,
+        "load_torch_file": comfy.utils.load_torch_file, "pick_operations": comfy.ops.pick_operations,
+        "SD15": comfy.latent_formats.SD15.__init__,
+        "add_model_folder_path": folder_paths.add_model_folder_path, "get_folder_paths": folder_paths.get_folder_paths,
+        "get_filename_list": folder_paths.get_filename_list, "get_full_path": folder_paths.get_full_path,
+        "get_full_path_or_raise": folder_paths.get_full_path_or_raise, "get_previewer": latent_preview.get_previewer,
+        "decode_latent_to_preview_image": latent_preview.LatentPreviewer.decode_latent_to_preview_image,
+        "io.Input": io.Input.__init__, "io.Output": io.Output.__init__, "io.Int.Input": io.Int.Input.__init__,
+        "io.Float.Input": io.Float.Input.__init__, "io.Boolean.Input": io.Boolean.Input.__init__,
+        "io.Combo.Input": io.Combo.Input.__init__, "io.String.Input": io.String.Input.__init__,
+        "io.MultiType.Input": io.MultiType.Input.__init__, "io.NodeOutput": io.NodeOutput.__init__,
+        "io.Schema": io.Schema.__init__,
+    }
+    def params(fn):
+        return [[p.name, str(p.kind), None if p.default is p.empty else repr(p.default)]
+                for p in inspect.signature(fn).parameters.values()]
+    out = {k: params(v) for k, v in targets.items()}
+    out["ComfyExtension.methods"] = sorted(m for m in dir(ComfyExtension) if not m.startswith("_"))
+    out["mm.OOM_EXCEPTION"] = mm.OOM_EXCEPTION.__name__
+    print("SIGNATURES" + json.dumps(out))
+""")
+
+
+def test_fake_matches_real_signatures(comfy_server):
+    """Every ComfyUI function/constructor the fake imitates has the same parameters (names, kinds, defaults)."""
+    real_run = subprocess.run([str(comfy_server.python), "-c", "import sys; sys.argv = ['probe', '--cpu']\n"
+                               "import comfy.options; comfy.options.enable_args_parsing()\n"
+                               + SIGNATURE_PROBE], cwd=str(comfy_server.root), capture_output=True, text=True,
+                              timeout=300)
+    assert real_run.returncode == 0, real_run.stderr[-3000:]
+    tests_dir = str(REPO / "tests")
+    fake_run = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, tempfile
+        from pathlib import Path
+        sys.path.insert(0, {tests_dir!r})
+        from comfy_fake import install_fake_comfy
+        install_fake_comfy(Path(tempfile.mkdtemp()))
+    """) + SIGNATURE_PROBE], capture_output=True, text=True, timeout=300)
+    assert fake_run.returncode == 0, fake_run.stderr[-3000:]
+    real = json.loads(real_run.stdout.split("SIGNATURES", 1)[1])
+    fake = json.loads(fake_run.stdout.split("SIGNATURES", 1)[1])
+    mismatched = {k: {"real": real[k], "fake": fake.get(k)} for k in real if real[k] != fake.get(k)}
+    assert not mismatched, json.dumps(mismatched, indent=1)
+
+
+# ----------------------------------------------------------------------------------------- runs
+def make_inputs(server) -> None:
+    """reference.png, target_pose.png and a 4-frame driving.mp4 (h264) in ComfyUI's input folder."""
+    import av
+
+    photo = Image.open(REPO / "tests" / "fixtures" / "dwpose" / "astronaut.png").convert("RGB").resize((128, 128))
+    photo.save(server.input / "reference.png")
+    photo.transpose(Image.FLIP_LEFT_RIGHT).save(server.input / "target_pose.png")
+    with av.open(str(server.input / "driving.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 128, 128, "yuv420p"
+        for i in range(DRIVING_FRAMES):
+            frame = np.roll(np.asarray(photo), 3 * i, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def for_test_host(api: dict, models: dict, stem: str) -> dict:
+    """The shipped prompt with tiny models and sizes (see the module docstring)."""
+    p = copy.deepcopy(api)
+    ckpt = [k for k, v in p.items() if v["class_type"] == "CheckpointLoaderSimple"]
+    for k in ckpt:
+        p[k] = {"class_type": "VAELoader", "inputs": {"vae_name": models["vae"]}}
+    for node in p.values():
+        inp = node["inputs"]
+        for name, value in list(inp.items()):
+            if isinstance(value, list) and value[0] in ckpt:
+                if value[1] == 2:
+                    inp[name] = [value[0], 0]  # VAE
+                else:
+                    del inp[name]  # the CLIP: the empty-prompt context comes from the cached file
+        ct = node["class_type"]
+        if ct == "LoadUniAnimateModel":
+            inp["model_name"] = models["unet"]
+        elif ct == "CLIPVisionLoader":
+            inp["clip_name"] = models["clip_vision"]
+        elif ct == "UniAnimatePoseExtractor":
+            inp["render_short_side"] = SIZE
+        elif ct == "UniAnimatePoseAlign":
+            inp.update(width=SIZE, height=SIZE)
+        elif ct in ("UniAnimateSampler", "UniAnimateLongVideoLoop"):
+            inp.update(width=SIZE, height=SIZE, steps=2, frame_interval=1)
+            if ct == "UniAnimateSampler" and inp["max_frames"] > 1:
+                inp["max_frames"] = 3
+            if ct == "UniAnimateLongVideoLoop":
+                inp.update(context_size=2, context_overlap=1)
+            sampler = next(k for k, v in p.items() if v is node)
+    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": f"latents/{stem}"}}
+    return p
+
+
+EXPECTED_FRAMES = {"01_short_clip": 3, "02_long_video_sliding_windows": DRIVING_FRAMES,
+                   "03_long_video_first_frame_continuation": DRIVING_FRAMES, "04_single_image_repose": 1}
+
+
+@pytest.fixture(scope="module")
+def prepared(comfy_server, test_models):
+    make_inputs(comfy_server)
+    return test_models
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", STEMS)
+def test_shipped_workflow_runs_with_tiny_models(comfy_server, client, prepared, stem):
+    api = json.loads((WORKFLOWS / "api" / f"{stem}.json").read_text())
+    prompt = for_test_host(api, prepared, stem)
+    result = client.run(prompt, timeout=900)
+    frames = EXPECTED_FRAMES[stem]
+
+    from safetensors.torch import load_file
+    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{stem}*.latent"))[-1:]
+    latent = load_file(str(latent_file))["latent_tensor"]
+    assert latent.shape == (frames, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
+
+    outputs = [item for node in result.outputs.values() for items in node.values() if isinstance(items, list)
+               for item in items if isinstance(item, dict) and "filename" in item]
+    if stem == "04_single_image_repose":
+        (png,) = [comfy_server.output / o.get("subfolder", "") / o["filename"] for o in outputs if o["filename"].endswith(".png")]
+        assert Image.open(png).size == (SIZE, SIZE)
+    else:
+        import av
+
+        (mp4,) = [comfy_server.output / o.get("subfolder", "") / o["filename"] for o in outputs if o["filename"].endswith(".mp4")]
+        with av.open(str(mp4)) as container:
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert len(decoded) == frames and decoded[0].shape == (SIZE, SIZE, 3)
+
+
+def test_missing_model_is_rejected_with_the_fix(client, prepared):
+    api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
+    prompt = for_test_host(api, {**prepared, "unet": "nope.pth"}, "01_short_clip")
+    with pytest.raises(Exception) as err:
+        client.run(prompt, timeout=120)
+    text = str(err.value)
+    assert "nope.pth" in text and "unianimate_16f_32f_non_ema_223000.pth" in text and "models/unianimate" in text
