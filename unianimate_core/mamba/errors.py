@@ -1,13 +1,10 @@
 """Errors of the temporal-Mamba package; every message names the problem and the fix."""
 from __future__ import annotations
 
-try:  # the project-wide error type (a ValueError subclass)
-    from ..errors import UniAnimateError as _Base
-except ImportError:  # pragma: no cover - only before the project-wide module exists
-    _Base = ValueError
+from ..errors import UniAnimateError
 
 
-class MambaError(_Base):
+class MambaError(UniAnimateError):
     """Base class of temporal-Mamba failures."""
 
 
