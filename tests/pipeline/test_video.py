@@ -63,3 +63,16 @@ def test_side_by_side_panels_and_banner():
     marked = side_by_side(ref, poses, result, banner=NOISE_BANNER)
     changed = np.any(marked[0] != plain[0], axis=(1, 2))
     assert changed[:5].all() and not changed[-10:].any()  # a bar across the top, the rest untouched
+
+
+def test_step_keeps_every_nth_frame_and_scales_fps(tmp_path):
+    frames = _frames(7, 32, 32)
+    path = write_video(tmp_path / "s.mp4", frames, fps=12)
+    clip = read_clip(path, step=3)
+    assert len(clip.frames) == 3 and clip.fps == pytest.approx(4.0)  # frames 0, 3, 6
+    full = read_clip(path)
+    assert all(np.array_equal(a, b) for a, b in zip(clip.frames, full.frames[::3]))
+    imgs = [Image.fromarray(f) for f in frames]
+    imgs[0].save(tmp_path / "s.webp", save_all=True, append_images=imgs[1:], duration=50, lossless=True)
+    clip = read_clip(tmp_path / "s.webp", step=2, limit=3)
+    assert len(clip.frames) == 3 and np.array_equal(clip.frames[1], frames[2])

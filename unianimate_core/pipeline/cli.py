@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -170,8 +171,14 @@ def _run(args: argparse.Namespace, reference_path: str, driving_path: str, keypo
     models = _providers(args, files, random_weights)
     options = _options(args, **option_overrides)
     reference = read_image(reference_path)
-    limit = None if options.frames is None else options.frame_interval * (options.frames - 1) + 1
-    clip = read_clip(driving_path, limit=limit)
+    if options.frames is None and options.frame_interval > 1 and keypoints is None:
+        # whole-clip mode: keep only every n-th frame while decoding (a long clip never sits in
+        # memory in full); the selection is then every frame of the thinned clip
+        clip = read_clip(driving_path, step=options.frame_interval)
+        options = replace(options, frame_interval=1)
+    else:
+        limit = None if options.frames is None else options.frame_interval * (options.frames - 1) + 1
+        clip = read_clip(driving_path, limit=limit)
     print(f"reference: {reference_path} ({reference.shape[1]}x{reference.shape[0]}); driving: {driving_path} "
           f"({len(clip.frames)} frames read, {clip.size[0]}x{clip.size[1]}, {clip.fps:g} fps)")
     result = animate(models, reference, clip, options, args.out, keypoints_file=keypoints,

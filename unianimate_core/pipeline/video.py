@@ -58,12 +58,13 @@ def _rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _read_folder(folder: Path, limit: int | None) -> Clip:
+def _read_folder(folder: Path, limit: int | None, step: int = 1) -> Clip:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     # The official pose folders keep the reference pose next to the frames; it is not a frame.
     files = [p for p in files if p.stem != "ref_pose"]
     if not files:
         raise MediaError(f"the folder {folder} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    files = files[::step]
     if limit is not None:
         files = files[:limit]
     frames = []
@@ -76,20 +77,22 @@ def _read_folder(folder: Path, limit: int | None) -> Clip:
     return Clip(frames, 8.0)
 
 
-def _read_animated(path: Path, limit: int | None) -> Clip:
+def _read_animated(path: Path, limit: int | None, step: int = 1) -> Clip:
     with Image.open(path) as im:
         durations = []
         frames = []
-        for frame in ImageSequence.Iterator(im):
-            frames.append(_rgb(frame))
+        for i, frame in enumerate(ImageSequence.Iterator(im)):
+            if i % step:
+                continue
+            frames.append(_rgb(frame))  # decoding the frame also fills its info (duration)
             durations.append(frame.info.get("duration", 0) or 0)
             if limit is not None and len(frames) >= limit:
                 break
     mean_ms = float(np.mean(durations)) if durations and np.mean(durations) > 0 else 125.0
-    return Clip(frames, 1000.0 / mean_ms)
+    return Clip(frames, 1000.0 / mean_ms / step)
 
 
-def _read_video(path: Path, limit: int | None) -> Clip:
+def _read_video(path: Path, limit: int | None, step: int = 1) -> Clip:
     av = _import_av()
     try:
         with av.open(str(path)) as container:
@@ -98,34 +101,39 @@ def _read_video(path: Path, limit: int | None) -> Clip:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or 8
             frames = []
-            for frame in container.decode(stream):
+            for i, frame in enumerate(container.decode(stream)):
+                if i % step:
+                    continue
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if limit is not None and len(frames) >= limit:
                     break
     except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
         raise MediaError(f"could not decode {path}: {exc}. Re-encode it as H.264 mp4 or pass a folder of images.") from exc
-    return Clip(frames, float(rate))
+    return Clip(frames, float(rate) / step)
 
 
-def read_clip(path: str | os.PathLike, limit: int | None = None) -> Clip:
+def read_clip(path: str | os.PathLike, limit: int | None = None, step: int = 1) -> Clip:
     """Read a driving clip (video file, animated image, still image or folder of images).
 
-    ``limit`` stops decoding after that many frames (long clips need not be held in memory).
+    ``limit`` stops after that many kept frames and ``step`` keeps every n-th frame (the fps is
+    divided accordingly), so long clips need not be held in memory in full.
     """
+    if step < 1:
+        raise MediaError(f"frame step must be >= 1; got {step}.")
     p = Path(path)
     if not p.exists():
         raise MediaError(f"driving clip not found: {p}. Pass an existing video file, animated image or image folder.")
     if p.is_dir():
-        clip = _read_folder(p, limit)
+        clip = _read_folder(p, limit, step)
     elif p.suffix.lower() in VIDEO_EXTENSIONS:
-        clip = _read_video(p, limit)
+        clip = _read_video(p, limit, step)
     elif p.suffix.lower() in IMAGE_EXTENSIONS | ANIMATED_IMAGE_EXTENSIONS:
         try:
-            clip = _read_animated(p, limit)
+            clip = _read_animated(p, limit, step)
         except OSError as exc:
             raise MediaError(f"could not read {p}: {exc}.") from exc
     else:
-        clip = _read_video(p, limit)  # let FFmpeg try unknown containers
+        clip = _read_video(p, limit, step)  # let FFmpeg try unknown containers
     if not clip.frames:
         raise MediaError(f"{p} contains no frames.")
     return clip
