@@ -242,3 +242,69 @@ def test_missing_model_is_rejected_with_the_fix(client, prepared):
         client.run(prompt, timeout=120)
     text = str(err.value)
     assert "nope.pth" in text and "unianimate_16f_32f_non_ema_223000.pth" in text and "models/unianimate" in text
+
+
+# -------------------------------------------------------------------- empty-prompt context, CLIP input
+ZERO_Y_PROBE = textwrap.dedent("""
+    import sys, importlib.util, json
+    sys.argv = ["probe", "--cpu"]
+    sys.path.insert(0, ".")
+    import comfy.options; comfy.options.enable_args_parsing()
+    import torch, comfy.sd, comfy.supported_models_base as smb, comfy.clip_model
+    from comfy.text_encoders import sd2_clip
+
+    spec = importlib.util.spec_from_file_location("unianimate_probe_pack", {init!r}, submodule_search_locations=[{repo!r}])
+    pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack; spec.loader.exec_module(pack)
+
+    # ComfyUI's SD2 text encoder (OpenCLIP ViT-H-14 text tower) with seeded random weights
+    clip = comfy.sd.CLIP(target=smb.ClipTarget(sd2_clip.SD2Tokenizer, sd2_clip.SD2ClipModel))
+    g = torch.Generator().manual_seed(0)
+    sd = {{}}
+    for k, v in clip.cond_stage_model.state_dict().items():
+        z = torch.randn(v.shape, generator=g)
+        sd[k] = (1 + 0.1 * z if "norm" in k and k.endswith("weight") else 0.02 * z).to(v.dtype)
+    clip.cond_stage_model.load_state_dict(sd, strict=True)
+    zero_y = pack.nodes.text_context.zero_y_from_clip(clip)
+
+    # independent reference, the official recipe: tokens [SOT, EOT, 0 x 75] -> embeddings -> the first 23 of
+    # 24 pre-LN blocks with a causal mask (GELU MLP) -> final LayerNorm on every token
+    p = "clip_h.transformer.text_model."
+    w = {{k[len(p):]: v.float() for k, v in sd.items() if k.startswith(p)}}
+    tokens = torch.tensor([49406, 49407] + [0] * 75)
+    x = w["embeddings.token_embedding.weight"][tokens] + w["embeddings.position_embedding.weight"]
+    ln = lambda t, n: torch.nn.functional.layer_norm(t, (1024,), w[n + ".weight"], w[n + ".bias"], 1e-5)
+    lin = lambda t, n: t @ w[n + ".weight"].T + w[n + ".bias"]
+    mask = torch.full((77, 77), float("-inf")).triu(1)
+    for i in range(23):
+        b = f"encoder.layers.{{i}}."
+        h = ln(x, b + "layer_norm1")
+        q, k, v = (lin(h, b + f"self_attn.{{n}}_proj").view(77, 16, 64).transpose(0, 1) for n in "qkv")
+        a = torch.softmax(q @ k.transpose(1, 2) / 8 + mask, dim=-1) @ v
+        x = x + lin(a.transpose(0, 1).reshape(77, 1024), b + "self_attn.out_proj")
+        x = x + lin(torch.nn.functional.gelu(lin(ln(x, b + "layer_norm2"), b + "mlp.fc1")), b + "mlp.fc2")
+    ref = ln(x, "final_layer_norm")[None]
+
+    # CLIP vision preprocessing: a 224x224 input is only rounded to 8 bit and normalised (no resize)
+    img = torch.randint(0, 256, (1, 224, 224, 3), generator=g).float() / 255
+    pre = comfy.clip_model.clip_preprocess(img, size=224, crop=False)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    official = (img.movedim(-1, 1) - mean) / std
+    print("RESULT" + json.dumps({{"shape": list(zero_y.shape), "max_abs": float((zero_y - ref).abs().max()),
+                                  "ref_scale": float(ref.abs().mean()),
+                                  "clip_pre_max_abs": float((pre - official).abs().max())}}))
+""")
+
+
+def test_comfyui_sd2_clip_gives_the_official_empty_prompt_context(comfy_server):
+    """The loader's CLIP call == penultimate block + final LayerNorm of the OpenCLIP-H text tower on ""
+    (an independent plain-PyTorch implementation of the official recipe on the same random weights),
+    and ComfyUI's CLIP-vision preprocessing of a 224 x 224 input is exactly the official normalisation."""
+    script = ZERO_Y_PROBE.format(init=str(REPO / "__init__.py"), repo=str(REPO))
+    res = subprocess.run([str(comfy_server.python), "-c", script], cwd=str(comfy_server.root), capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.split("RESULT", 1)[1])
+    assert out["shape"] == [1, 77, 1024]
+    assert out["max_abs"] < 1e-3 * max(1.0, out["ref_scale"]), out
+    assert out["clip_pre_max_abs"] < 1e-6, out
