@@ -74,8 +74,10 @@ def build_patcher(path: str, weight_choice: str) -> Any:
     except CheckpointError as exc:
         raise CheckpointError(f"{os.path.basename(path)}: {exc}") from exc
     del sd
-    log.info("UniAnimate: loaded %s (%s temporal layers) as %s on %s", os.path.basename(path),
-             unet.config.temporal, weight_dtype, offload_device)
+    # ComfyUI's "manual cast": weights stay in weight_dtype, activations run in the device's dtype
+    unet.compute_dtype = manual_cast
+    log.info("UniAnimate: loaded %s (%s temporal layers), weights %s, compute %s, on %s", os.path.basename(path),
+             unet.config.temporal, weight_dtype, unet.dtype, offload_device)
     return comfy.model_patcher.ModelPatcher(unet, load_device=load_device, offload_device=offload_device)
 
 

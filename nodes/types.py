@@ -41,7 +41,7 @@ class UniAnimateModel:
 
     @property
     def weight_dtype(self) -> torch.dtype:
-        return self.patcher.model.dtype
+        return self.patcher.model.time_embed[0].weight.dtype
 
     def describe(self) -> str:
         cfg: Optional[Any] = getattr(self.unet, "config", None)
