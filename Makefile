@@ -1,12 +1,16 @@
 # One-command entry points. Each creates its own virtualenv, so they work on a fresh machine.
-#   make test   - the whole test suite on CPU (what CI runs)
+#   make test   - the whole test suite on CPU (what CI runs): main suite + the MediaPipe backend tests
 #   make demo   - headless end-to-end demo (see README)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
+# MediaPipe 0.10.21 (the last release that ships its models) pins numpy<2, so it gets its own venv.
+MP_VENV  ?= .venv-mediapipe
+MP_PY    := $(MP_VENV)/bin/python
+MP_STAMP := $(MP_VENV)/.deps-stamp
 
-.PHONY: test test-fast venv clean-venv
+.PHONY: test test-main test-mediapipe test-fast venv demo clean-venv
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +19,26 @@ $(STAMP): requirements.txt requirements-test.txt
 	$(PY) -m pip install -r requirements.txt -r requirements-test.txt
 	touch $(STAMP)
 
+$(MP_STAMP): requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(MP_VENV)
+	$(MP_PY) -m pip install --upgrade pip
+	$(MP_PY) -m pip install torch==2.13.0
+	$(MP_PY) -m pip install "mediapipe==0.10.21" "numpy<2" -r requirements.txt \
+		pytest pytest-timeout hypothesis opencv-python-headless onnxruntime
+	touch $(MP_STAMP)
+
 venv: $(STAMP)
 
-test: $(STAMP)
+test: test-main test-mediapipe
+
+test-main: $(STAMP)
 	$(PY) -m pytest
+
+test-mediapipe: $(MP_STAMP)
+	$(MP_PY) -m pytest tests/pose -m mediapipe
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(MP_VENV)
