@@ -102,3 +102,49 @@ def test_vae_moments_reference_latent_and_decode_are_the_same(comfy, random_mode
     img_ours = frames_from_decoded(ours_vae.decode(z)).permute(0, 2, 3, 1)
     assert img_ours.shape == img_theirs.shape
     _close(img_ours, img_theirs, 1e-4)
+
+
+def _random_text_tower(seed: int = 0):
+    """OpenCLIP ViT-H-14 with a random text tower (blocks 0, 21-23 live, the others zero = identity,
+    as in the sparse CLIP-vision file); values rounded to fp16 because ComfyUI stores text encoders
+    in fp16 on the CPU, so both sides compute with identical weights."""
+    import math
+    import zlib
+
+    from unianimate_core.pipeline.standalone import _create_vit_h14
+
+    model = _create_vit_h14(open_clip)
+    live = {0, 21, 22, 23}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            block = int(name.split(".")[2]) if name.startswith("transformer.resblocks.") else None
+            if name.startswith("visual.") or p.ndim == 0 or (block is not None and block not in live):
+                p.zero_()
+                continue
+            z = torch.randn(p.shape, generator=torch.Generator().manual_seed(seed * 7919 + zlib.crc32(name.encode())))
+            if p.ndim == 1:
+                value = 1 + 0.1 * z if name.endswith("weight") else 0.05 * z
+            elif name == "token_embedding.weight":
+                value = 0.02 * z
+            elif name == "positional_embedding":
+                value = 0.01 * z
+            else:
+                value = z / math.sqrt(p.shape[0] if name == "text_projection" else p.shape[-1])
+            p.copy_(value.half().float())
+    return model
+
+
+@torch.no_grad()
+def test_empty_prompt_context_is_the_same(comfy):
+    """zero_y: OpenCLIP text tower on "" -> penultimate block -> ln_final (headless) equals ComfyUI's SD2
+    CLIP with clip_layer(-2) (what the nodes compute from the SD 2.1 checkpoint's text encoder)."""
+    model = _random_text_tower()
+    ours = OpenClipEncoder(model, False, True, torch.device("cpu"), torch.float32).empty_context()
+    sd = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("visual.") and k != "logit_scale"}
+    sd = comfy.utils.clip_text_transformers_convert(sd, "", "")  # OpenCLIP -> ComfyUI's SD2 text layout
+    clip = comfy.sd.load_text_encoder_state_dicts([sd], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION).clone()
+    clip.clip_layer(-2)
+    theirs = clip.encode_from_tokens(clip.tokenize(""))
+    theirs = theirs[0] if isinstance(theirs, (tuple, list)) else theirs
+    assert ours.shape == theirs.shape == (1, 77, 1024)
+    _close(ours, theirs, 1e-4)
