@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +309,49 @@ def test_comfyui_sd2_clip_gives_the_official_empty_prompt_context(comfy_server):
     assert out["shape"] == [1, 77, 1024]
     assert out["max_abs"] < 1e-3 * max(1.0, out["ref_scale"]), out
     assert out["clip_pre_max_abs"] < 1e-6, out
+
+
+# ------------------------------------------------------------------------------ previews, Cancel
+@pytest.mark.slow
+def test_live_previews_with_comfys_previewer(comfy_server, client, prepared):
+    """With previews on (the frontend's setting, sent per prompt) the sampler feeds ComfyUI's
+    latent->RGB previewer its frames-in-batch x0 at every step; the run must succeed."""
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "04_single_image_repose.json").read_text()), prepared,
+                           "preview_check")
+    pid = client.submit(prompt, extra_data={"preview_method": "latent2rgb"})
+    entry = client.wait(pid, timeout=600)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+
+
+@pytest.mark.slow
+def test_cancelled_continuation_keeps_finished_segments(comfy_server, client, prepared):
+    """Cancel (POST /interrupt) during the second segment: the finished first segment is returned and
+    the rest of the workflow decodes and saves it."""
+    import threading
+    import urllib.request
+
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "03_long_video_first_frame_continuation.json").read_text()),
+                           prepared, "cancel_check")
+    loop = next(v for v in prompt.values() if v["class_type"] == "UniAnimateLongVideoLoop")
+    loop["inputs"]["steps"] = 40  # long enough segments to cancel inside the second one
+    log_start = len(comfy_server.log_text())
+
+    def cancel_after_first_segment():
+        t0 = time.time()
+        while time.time() - t0 < 600:
+            if "segment 1/3 done" in comfy_server.log_text()[log_start:]:
+                req = urllib.request.Request(comfy_server.url + "/interrupt", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(req, timeout=30).read()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=cancel_after_first_segment, daemon=True)
+    watcher.start()
+    client.run(prompt, timeout=900)
+    watcher.join(timeout=5)
+    log = comfy_server.log_text()[log_start:]
+    assert "cancelled after 1 of 3 segments" in log, log[-3000:]
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob("cancel_check*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape[0] == 2  # segment 0: frames 0 and 1
