@@ -67,3 +67,44 @@ def test_dwpose_backend_is_used_when_its_files_are_found(fixtures_dir):
                           dwpose_files=files, keypoints_file=DEMO / "driving_keypoints.json")
     assert stage.backend == "dwpose" and len(stage.poses) == 2
     assert stage.reference_pose.shape == (192, 128, 3) and stage.reference_pose.any()
+
+
+def test_mediapipe_backend_is_second_choice_and_tracks_the_clip(monkeypatch):
+    """Without DWPose files, auto uses the MediaPipe backend (per-image for the photo, tracking mode
+    for the clip) before falling back to the keypoints file. MediaPipe itself is faked here; the
+    backend's own tests run the real one."""
+    import sys
+    import types
+
+    import unianimate_core.pose.mediapipe_backend as backend
+
+    ref_kp, frames_kp = load_keypoints_file(DEMO / "driving_keypoints.json")
+    made = []
+
+    class FakeEstimator:
+        def __init__(self, video: bool = False) -> None:
+            self.video, self.seen = video, 0
+            made.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def detect(self, image, max_people=None):
+            if not self.video:
+                return ref_kp
+            self.seen += 1
+            return frames_kp[self.seen - 1]
+
+    monkeypatch.setitem(sys.modules, "mediapipe", types.ModuleType("mediapipe"))
+    monkeypatch.setattr(backend, "MediaPipeEstimator", FakeEstimator)
+    clip = read_clip(DEMO / "driving.mp4", limit=3)
+    stage = prepare_poses(read_image(DEMO / "reference.png"), clip.frames, [0, 1, 2], (128, 192), backend="auto",
+                          dwpose_files=None, keypoints_file=DEMO / "driving_keypoints.json")
+    assert stage.backend == "mediapipe"
+    assert [e.video for e in made] == [False, True] and made[1].seen == 3
+    expected = prepare_poses(read_image(DEMO / "reference.png"), clip.frames, [0, 1, 2], (128, 192),
+                             backend="keypoints", keypoints_file=DEMO / "driving_keypoints.json")
+    assert all(np.array_equal(a, b) for a, b in zip(stage.poses, expected.poses))
