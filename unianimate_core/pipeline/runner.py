@@ -211,6 +211,8 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     video_path, preview_path, still_path, segments_dir = output_paths(out, models.is_random)
     notes: list[str] = []
 
+    sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
+                             model_dtype=models.dtype)  # validates steps/guidance before anything loads
     selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
     if selection.note:
         log(f"note: {selection.note}")
@@ -237,8 +239,6 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
 
     n = len(poses.poses)
     strategy = options.resolved_strategy(n)
-    sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
-                             model_dtype=models.dtype)
     log(f"sampling: {n} frames, strategy {strategy}, {options.steps} steps, guidance {options.guidance}, "
         f"seed {options.seed}, {models.label}")
     bar = _Progress("sampling", progress_stream, show_progress)
