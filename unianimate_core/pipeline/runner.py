@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, TextIO
+from typing import Any, Callable, Iterator, Literal, Protocol, TextIO
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ from ..diffusion.sliding import sample_long_sliding
 from ..diffusion.windows import SlidingWindowOptions
 
 from .conditioning import (
-    check_size, clip_input, frames_from_decoded, latents_for_decode, reference_latent, resize_frames, vae_input,
+    LATENT_SCALE, check_size, clip_input, frames_from_decoded, latents_for_decode, reference_latent, resize_frames,
+    vae_input,
 )
 from .encoders import ImageEncoder, LatentCodec
 from .errors import PipelineError
@@ -196,105 +197,130 @@ class _Progress:
             self.bar.close()
 
 
+@dataclass
+class _Reference:
+    """Everything computed from the reference photo: CLIP embedding, empty-prompt context, latent, pixels."""
+
+    embedding: Tensor  # (1, 1024)
+    zero_y: Tensor  # (1, 77, 1024)
+    latent: Tensor  # (1, 4, h, w), x 0.18215
+    pixels: Tensor  # (1, 3, H, W) in [0, 1]
+
+
+def _encode_reference(models: ModelProvider, reference: np.ndarray, size: tuple[int, int],
+                      generator: torch.Generator) -> tuple[_Reference, LatentCodec]:
+    """CLIP first (then released: it is needed once), then the VAE posterior sample (first RNG draw, as official)."""
+    encoder = models.image_encoder()
+    embedding = encoder.encode_image(clip_input(reference)).to(torch.float32)
+    zero_y = models.zero_y(encoder)
+    del encoder
+    models.release("clip")
+    vae = models.vae()
+    pixels = resize_frames(reference, size)
+    latent = reference_latent(vae.encode_moments(vae_input(pixels)), generator)
+    return _Reference(embedding, zero_y, latent, pixels), vae
+
+
+def _sample(strategy: str, unet: Callable[..., Tensor], cond: Conditions, sampler: SamplerOptions,
+            options: AnimateOptions, ref: _Reference, vae: LatentCodec, generator: torch.Generator,
+            shape: tuple[int, ...], progress: Callable[..., None]) -> Iterator[tuple[int | None, Tensor]]:
+    """Yield ``(segment index or None, latents (1, 4, n, h, w))`` as they finish (one item unless continuation)."""
+    if strategy == "continuation":
+        def decode_last(latent: Tensor) -> Tensor:
+            return frames_from_decoded(vae.decode(latent / LATENT_SCALE))
+
+        for seg in iter_sample_long_continuation(
+                unet, cond, sampler, ContinuationOptions(segment_length=options.segment_length),
+                decode_last_frame=decode_last, noise=NoiseOptions.short(), generator=generator, progress=progress):
+            yield seg.index, seg.latent
+    elif strategy == "windows":
+        noise = prepare_noise(shape, generator, NoiseOptions.long(), prior_latent=ref.latent)
+        windows = SlidingWindowOptions(options.context_size, options.context_overlap)
+        yield None, sample_long_sliding(unet, noise, cond, sampler, windows, generator=generator, progress=progress)
+    else:
+        noise = prepare_noise(shape, generator, NoiseOptions.short(), prior_latent=ref.latent)
+        yield None, sample_video(unet, noise, cond, sampler, generator=generator, progress=progress)
+
+
+def _write_outputs(result: AnimateResult, frames: list[np.ndarray], banner: str | None, reference: np.ndarray,
+                   poses: PoseStage, paths: tuple[Path, Path, Path, Path], preview: bool) -> None:
+    """The result video (labelled when it is noise) and the side-by-side preview (video + middle frame)."""
+    video_path, preview_path, still_path, _ = paths
+    result.video = write_video(video_path, _labelled(frames, banner), result.fps)
+    if preview:
+        panels = side_by_side(reference, poses.poses[:len(frames)], frames, banner)
+        result.preview = write_video(preview_path, panels, result.fps)
+        from PIL import Image
+
+        Image.fromarray(panels[len(panels) // 2]).save(still_path)
+        result.preview_image = still_path
+
+
+def _labelled(frames: list[np.ndarray], banner: str | None) -> list[np.ndarray]:
+    return [burn_banner(f, banner) for f in frames] if banner else frames
+
+
 def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: AnimateOptions, out: str | Path, *,
             keypoints_file: str | Path | None = None, dwpose_files: tuple[Path, Path] | None = None,
             log: Callable[[str], None] = print, progress_stream: TextIO | None = None,
             show_progress: bool = True) -> AnimateResult:
     """Animate ``reference`` (uint8 ``(H, W, 3)``) with the poses of ``clip``; write the results near ``out``.
 
-    Returns an :class:`AnimateResult`; on Ctrl-C (KeyboardInterrupt) it writes what finished and
-    returns with ``interrupted=True`` instead of raising.
+    Returns an :class:`AnimateResult`; on Ctrl-C (KeyboardInterrupt) during sampling it writes what
+    finished and returns with ``interrupted=True`` instead of raising.
     """
     start = time.monotonic()
     width, height = options.width, options.height
     check_size(width, height, models.pixel_multiple)
-    video_path, preview_path, still_path, segments_dir = output_paths(out, models.is_random)
-    notes: list[str] = []
-
+    paths = output_paths(out, models.is_random)
     sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
                              model_dtype=models.dtype)  # validates steps/guidance before anything loads
     selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
+    notes = [selection.note] if selection.note else []
     if selection.note:
         log(f"note: {selection.note}")
-        notes.append(selection.note)
     fps = float(options.fps or max(clip.fps / selection.stride, 1.0))
     log(f"poses: {len(selection.indices)} frames of {len(clip.frames)} (every {selection.stride}.), {width}x{height}")
     poses = prepare_poses(reference, clip.frames, selection.indices, (width, height), backend=options.pose_backend,
                           dwpose_files=dwpose_files, keypoints_file=keypoints_file, align=options.align,
                           progress_stream=progress_stream if show_progress else None)
-    log(f"poses: backend {poses.backend}" + ("".join(f"; {n}" for n in poses.notes)))
+    log(f"poses: backend {poses.backend}" + "".join(f"; {n}" for n in poses.notes))
     notes += poses.notes
 
     generator = torch.Generator().manual_seed(int(options.seed))
-    encoder = models.image_encoder()
-    embedding = encoder.encode_image(clip_input(reference)).to(torch.float32)  # (1, 1024)
-    zero_y = models.zero_y(encoder)
-    del encoder  # CLIP is needed once; free it before the UNet is loaded
-    models.release("clip")
-    vae = models.vae()
-    ref_pixels = resize_frames(reference, (width, height))  # (1, 3, H, W) in [0, 1]
-    ref_latent = reference_latent(vae.encode_moments(vae_input(ref_pixels)), generator)  # official RNG order: first
-    cond = build_conditions(options.mode, embedding, poses, ref_latent, ref_pixels)
-    unet = models.unet(zero_y)
-
+    ref, vae = _encode_reference(models, reference, (width, height), generator)
+    cond = build_conditions(options.mode, ref.embedding, poses, ref.latent, ref.pixels)
+    unet = models.unet(ref.zero_y)
     n = len(poses.poses)
     strategy = options.resolved_strategy(n)
     log(f"sampling: {n} frames, strategy {strategy}, {options.steps} steps, guidance {options.guidance}, "
         f"seed {options.seed}, {models.label}")
+    banner = NOISE_BANNER if models.is_random else None
+    segments_dir = paths[3] if strategy == "continuation" else None
+    if segments_dir is not None:
+        segments_dir.mkdir(parents=True, exist_ok=True)
     bar = _Progress("sampling", progress_stream, show_progress)
     finished: list[np.ndarray] = []
     interrupted = False
-    banner = NOISE_BANNER if models.is_random else None
-
-    def keep(frames01: Tensor) -> list[np.ndarray]:
-        return list(to_uint8(frames01, options.uint8))
-
-    def labelled(frames: list[np.ndarray]) -> list[np.ndarray]:
-        return [burn_banner(f, banner) for f in frames] if banner else frames
-
-    shape = (1, 4, n, height // 8, width // 8)
     try:
-        if strategy == "continuation":
-            segments_dir.mkdir(parents=True, exist_ok=True)
-
-            def decode_last(latent: Tensor) -> Tensor:
-                return frames_from_decoded(vae.decode(latent / 0.18215))
-
-            segments = iter_sample_long_continuation(
-                unet, cond, sampler, ContinuationOptions(segment_length=options.segment_length),
-                decode_last_frame=decode_last, noise=NoiseOptions.short(), generator=generator, progress=bar)
-            for seg in segments:
-                frames = keep(decode_latents(vae, seg.latent, options.decode_chunk))
-                write_video(segments_dir / f"segment_{seg.index:03d}.mp4", labelled(frames), fps)
-                finished += frames
-        else:
-            if strategy == "windows":
-                noise = prepare_noise(shape, generator, NoiseOptions.long(), prior_latent=ref_latent)
-                latents = sample_long_sliding(unet, noise, cond, sampler,
-                                              SlidingWindowOptions(options.context_size, options.context_overlap),
-                                              generator=generator, progress=bar)
-            else:
-                noise = prepare_noise(shape, generator, NoiseOptions.short(), prior_latent=ref_latent)
-                latents = sample_video(unet, noise, cond, sampler, generator=generator, progress=bar)
-            bar.close()
-            log("decoding")
-            finished = keep(decode_latents(vae, latents, options.decode_chunk))
+        for index, latents in _sample(strategy, unet, cond, sampler, options, ref, vae, generator,
+                                      (1, 4, n, height // 8, width // 8), bar):
+            if index is None:  # single-pass strategies: sampling is over, decoding follows
+                bar.close()
+                log("decoding")
+            frames = list(to_uint8(decode_latents(vae, latents, options.decode_chunk), options.uint8))
+            if segments_dir is not None and index is not None:
+                write_video(segments_dir / f"segment_{index:03d}.mp4", _labelled(frames, banner), fps)
+            finished += frames
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
 
     result = AnimateResult(None, None, None, len(finished), n, (width, height), fps, interrupted, models.is_random,
-                           segments_dir if strategy == "continuation" else None, 0.0, notes)
+                           segments_dir, 0.0, notes)
     if finished:
-        result.video = write_video(video_path, labelled(finished), fps)
-        if options.preview:
-            preview = side_by_side(reference, poses.poses[:len(finished)], finished, banner)
-            result.preview = write_video(preview_path, preview, fps)
-            from PIL import Image
-
-            Image.fromarray(preview[len(preview) // 2]).save(still_path)
-            result.preview_image = still_path
+        _write_outputs(result, finished, banner, reference, poses, paths, options.preview)
     result.seconds = time.monotonic() - start
     return result
 
