@@ -313,14 +313,23 @@ def test_comfyui_sd2_clip_gives_the_official_empty_prompt_context(comfy_server):
 
 # ------------------------------------------------------------------------------ previews, Cancel
 @pytest.mark.slow
-def test_live_previews_with_comfys_previewer(comfy_server, client, prepared):
-    """With previews on (the frontend's setting, sent per prompt) the sampler feeds ComfyUI's
-    latent->RGB previewer its frames-in-batch x0 at every step; the run must succeed."""
+def test_new_seed_reruns_only_the_sampler_with_live_previews(comfy_server, client, prepared):
+    """A second run that only changes the seed reuses the loaded UniAnimate model, the poses and the
+    other loaders from ComfyUI's cache and reruns the sampler, here with previews on (the frontend's
+    setting, sent per prompt), so the sampler feeds ComfyUI's latent->RGB previewer every step."""
     prompt = for_test_host(json.loads((WORKFLOWS / "api" / "04_single_image_repose.json").read_text()), prepared,
                            "preview_check")
-    pid = client.submit(prompt, extra_data={"preview_method": "latent2rgb"})
-    entry = client.wait(pid, timeout=600)
-    assert entry["status"]["status_str"] == "success", entry["status"]
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "LoadUniAnimateModel")
+    cached_nodes = []
+    for seed in (1001, 1002):
+        prompt[sampler]["inputs"]["seed"] = seed
+        pid = client.submit(prompt, extra_data={"preview_method": "latent2rgb"})
+        entry = client.wait(pid, timeout=600)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        cached_nodes = [n for event, data in entry["status"]["messages"] if event == "execution_cached"
+                        for n in data["nodes"]]
+    assert loader in cached_nodes and sampler not in cached_nodes, cached_nodes
 
 
 @pytest.mark.slow
