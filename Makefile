@@ -37,6 +37,11 @@ test-main: $(STAMP)
 test-mediapipe: $(MP_STAMP)
 	$(MP_PY) -m pytest tests/pose -m mediapipe
 
+# make demo [MODELS=/path/to/models] [DEMO_ARGS="--steps 30"]: real video when the weights are found,
+# otherwise a clearly labelled random-weight run that proves the installation.
+demo: $(STAMP)
+	$(PY) -m unianimate_core demo $(if $(MODELS),--models $(MODELS)) $(DEMO_ARGS)
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
