@@ -136,7 +136,8 @@ class UniAnimateSampler(io.ComfyNode):
             description=(
                 "Animates the reference image with the driving poses in one pass (up to ~64 frames; the model was "
                 "trained on 32). DDIM with classifier-free guidance and UniAnimate's noise prior. Output: a LATENT for "
-                "VAE Decode. Memory: about 12 GB for 32 frames at 512x768 in fp16."
+                "VAE Decode. Memory grows with frames x pixels (the official code needed about 12 GB for 32 frames at "
+                "512x768 in fp16); for longer videos use UniAnimate Long Video Loop."
             ),
             inputs=model_inputs() + selection_inputs(32) + sampling_inputs(949),
             outputs=[latent_output()],
