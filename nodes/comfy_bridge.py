@@ -134,6 +134,13 @@ def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype
     return int((frames + 1) * latent_h * latent_w * batch * ACTIVATION_BYTES_PER_LATENT_PIXEL * scale)
 
 
+def room_for(device: torch.device, memory: int) -> bool:
+    """Whether ``device`` has ``memory`` bytes free right now (always True on the CPU)."""
+    if torch.device(device).type == "cpu":
+        return True
+    return mm.get_free_memory(device) >= memory
+
+
 def load_for_sampling(patcher: Any, memory_required: int) -> None:
     """Hand the UNet to ComfyUI's memory manager (it unloads/offloads other models as needed)."""
     mm.load_models_gpu([patcher], memory_required=memory_required)

@@ -114,16 +114,15 @@ class LongVideoLoop(io.ComfyNode):
 def run_sliding(model, prep: Prepared, steps: int, guidance: float, seed: int, noise_prior: int,
                 context_size: int, context_overlap: int, context_batch_size: int) -> torch.Tensor:
     """Official long mode: the prior first, then offset noise (prior 939 by default)."""
-    options = sampler_options(model, steps, guidance)
     windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
                                    context_batch_size=int(context_batch_size))
     generator = make_generator(seed)
     noise = prepare_noise(prep.latent_shape, generator, NoiseOptions(0.1, int(noise_prior) or None, "prior_then_offset"),
                           prior_latent=prep.ref_latent)
     per_call = min(int(context_size), prep.frames)
-    batch = int(context_batch_size) * (2 if options.guided else 1)
     with comfy_bridge.oom_advice(f"sampling windows of {per_call} frames at {prep.width}x{prep.height}"):
-        unet = activate(model, prep, batch, per_call)
+        unet, cfg_mode = activate(model, prep, per_call, int(context_batch_size), float(guidance) != 1.0)
+        options = sampler_options(model, steps, guidance, cfg_mode)
         total = count_work_units(prep.frames, options, windows)
         progress = comfy_bridge.ComfyProgress(total, model.patcher.load_device)
         latent = sample_long_sliding(unet, noise, prep.cond, options, windows, generator=generator,
@@ -136,13 +135,11 @@ def run_sliding(model, prep: Prepared, steps: int, guidance: float, seed: int, n
 def run_continuation(model, vae: Any, prep: Prepared, steps: int, guidance: float, seed: int, noise_prior: int,
                      context_size: int, colour_anchor: float, keep_finished: bool) -> torch.Tensor:
     """Segments chained through their decoded last frame; each segment's noise like a short run."""
-    options = sampler_options(model, steps, guidance)
     continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
     generator = make_generator(seed)
     per_call = min(int(context_size), prep.frames)
-    batch = 2 if options.guided else 1
     segments = plan_segments(prep.frames, continuation.segment_length)
-    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, batch, model.compute_dtype)
+    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype)
 
     def decode_last_frame(latent: torch.Tensor) -> torch.Tensor:
         pixels = comfy_bridge.vae_decode_frames(vae, latent)
@@ -151,7 +148,8 @@ def run_continuation(model, vae: Any, prep: Prepared, steps: int, guidance: floa
 
     parts: list[torch.Tensor] = []
     with comfy_bridge.oom_advice(f"sampling segments of {per_call} frames at {prep.width}x{prep.height}"):
-        unet = activate(model, prep, batch, per_call)
+        unet, cfg_mode = activate(model, prep, per_call, 1, float(guidance) != 1.0)
+        options = sampler_options(model, steps, guidance, cfg_mode)
         progress = comfy_bridge.ComfyProgress(len(segments) * len(options.schedule_timesteps()),
                                               model.patcher.load_device)
         try:

@@ -108,18 +108,28 @@ def validate_common(width: Any = 512, height: Any = 768, max_frames: Any = 0, st
     return True
 
 
-def activate(model: UniAnimateModel, prep: Prepared, batch: int, frames: int) -> Any:
-    """Let ComfyUI load the UNet for sampling; returns the module to call."""
-    mem = comfy_bridge.memory_estimate(frames, prep.height // 8, prep.width // 8, batch, model.compute_dtype)
-    comfy_bridge.load_for_sampling(model.patcher, mem)
+def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_call: int, guided: bool) -> tuple[Any, str]:
+    """Let ComfyUI load the UNet for sampling; returns the module to call and the CFG call pattern.
+
+    ComfyUI is asked to keep room for one single-batch call; guidance then runs the conditional and
+    unconditional passes as one batch when the device has room for it (faster), else one after the
+    other like the official code (half the activation memory).
+    """
+    h, w = prep.height // 8, prep.width // 8
+    single = comfy_bridge.memory_estimate(frames, h, w, windows_per_call, model.compute_dtype)
+    comfy_bridge.load_for_sampling(model.patcher, single)
     unet = model.patcher.model
     unet.set_zero_y(model.zero_y)
-    return unet
+    cfg_mode = "auto"
+    if guided and not comfy_bridge.room_for(model.patcher.load_device, 2 * single):
+        cfg_mode = "sequential"
+        log.info("UniAnimate: not enough free memory to batch the guidance passes; running them one after the other.")
+    return unet, cfg_mode
 
 
-def sampler_options(model: UniAnimateModel, steps: int, guidance: float) -> SamplerOptions:
+def sampler_options(model: UniAnimateModel, steps: int, guidance: float, cfg_mode: str = "auto") -> SamplerOptions:
     return SamplerOptions(steps=int(steps), guide_scale=float(guidance), device=model.patcher.load_device,
-                          model_dtype=model.compute_dtype)
+                          model_dtype=model.compute_dtype, cfg_mode=cfg_mode)
 
 
 def make_generator(seed: int) -> torch.Generator:
@@ -159,14 +169,13 @@ class UniAnimateSampler(io.ComfyNode):
             raise InputError(msg)
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
                        model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
-        options = sampler_options(model, steps, guidance)
         generator = make_generator(seed)
         noise = prepare_noise(prep.latent_shape, generator,
                               NoiseOptions(0.1, int(noise_prior) or None, "offset_then_prior"),
                               prior_latent=prep.ref_latent)
-        batch = 2 if options.guided else 1
         with comfy_bridge.oom_advice(f"sampling {prep.frames} frames at {prep.width}x{prep.height}"):
-            unet = activate(model, prep, batch, prep.frames)
+            unet, cfg_mode = activate(model, prep, prep.frames, 1, float(guidance) != 1.0)
+            options = sampler_options(model, steps, guidance, cfg_mode)
             progress = comfy_bridge.ComfyProgress(len(options.schedule_timesteps()), model.patcher.load_device)
             latent = sample_video(unet, noise, prep.cond, options, generator=generator, progress=progress,
                                   should_cancel=comfy_bridge.should_cancel)

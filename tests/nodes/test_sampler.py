@@ -185,3 +185,22 @@ def test_out_of_memory_becomes_comfys_oom_with_advice(host, sampler, inputs, mon
     monkeypatch.setattr(unet, "forward", boom)
     with pytest.raises(host.fake.model_management.OOM_EXCEPTION, match="max_frames.*context_size"):
         sampler.execute(**inputs)
+
+
+def test_guidance_passes_run_one_after_the_other_when_memory_is_short(host, sampler, inputs, monkeypatch, caplog):
+    batched = sampler.execute(**inputs)[0]["samples"]
+    calls = []
+    unet = inputs["model"].unet
+    original = unet.forward
+
+    def counting(x, t, **kw):
+        calls.append(x.shape[0])
+        return original(x, t, **kw)
+
+    monkeypatch.setattr(unet, "forward", counting)
+    monkeypatch.setattr(host.pack.nodes.comfy_bridge, "room_for", lambda device, memory: False)
+    with caplog.at_level(logging.INFO, logger="UniAnimate"):
+        sequential = sampler.execute(**inputs)[0]["samples"]
+    assert set(calls) == {1} and len(calls) == 2 * 2  # two passes of batch 1 per step, 2 steps
+    assert "one after the other" in caplog.text
+    torch.testing.assert_close(sequential, batched, rtol=1e-4, atol=1e-4)
