@@ -166,12 +166,8 @@ def test_models(comfy_server, tools) -> dict[str, str]:
     the tiny UniAnimate checkpoint with its cached empty-prompt context, and the tiny DWPose models."""
     subprocess.run([sys.executable, str(tools / "make_test_models.py"), str(comfy_server.models), "--taesd"],
                    check=True, capture_output=True, timeout=600)
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from tiny_unet import tiny_checkpoint_path, tiny_zero_y
-    finally:
-        sys.path.remove(str(REPO / "tests"))
     import numpy as np
+    from tiny_unet import tiny_checkpoint_path, tiny_zero_y
 
     shutil.copyfile(tiny_checkpoint_path(), comfy_server.models / "unianimate" / "unianimate_tiny.safetensors")
     np.save(comfy_server.models / "unianimate" / "zero_y_openclip_vit_h14.npy", tiny_zero_y().numpy())

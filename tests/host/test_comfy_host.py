@@ -23,11 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from comfy_fake import install_fake_comfy, load_pack, unload_pack  # noqa: E402
-from comfy_fake.workflow_tools import load_core_object_info, strip_meta, ui_to_api, validate_api  # noqa: E402
-
-sys.path.pop(0)
+from comfy_fake import install_fake_comfy, load_pack, unload_pack
+from comfy_fake.workflow_tools import strip_meta, ui_to_api, validate_api
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"

@@ -17,7 +17,6 @@ from types import ModuleType
 import pytest
 
 from comfy_fake import FakeComfy, install_fake_comfy, load_pack, unload_pack
-from comfy_fake.models import FakeCLIP, FakeClipVision, FakeVAE  # noqa: F401 - re-exported for tests
 
 
 @dataclass

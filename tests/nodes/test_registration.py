@@ -5,7 +5,6 @@ import asyncio
 import inspect
 import os
 
-import pytest
 
 NODE_IDS = {
     "LoadUniAnimateModel": "LoadUniAnimateModel",
