@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ..checkpoint import OFFICIAL_FILENAME
+from ..paths import unique_paths
 
 MODEL_SUBDIRS = ("unianimate", "checkpoints", "clip_vision", "vae", "dwpose")
 LEGACY_PACK_PREFIX = "comfyui-unianimate"
@@ -87,14 +88,7 @@ def search_dirs(models: Iterable[str | os.PathLike] = (), environ: Mapping[str, 
     if env.get("AUX_ANNOTATOR_CKPTS_PATH"):
         dirs.append(Path(env["AUX_ANNOTATOR_CKPTS_PATH"]) / "yzd-v" / "DWPose")
     dirs.append((cwd or Path.cwd()) / "checkpoints")
-    unique: list[Path] = []
-    seen: set[str] = set()
-    for d in dirs:
-        key = os.path.normcase(os.path.abspath(d))
-        if key not in seen:
-            seen.add(key)
-            unique.append(d)
-    return unique
+    return unique_paths(dirs)
 
 
 def find_first(names: Sequence[str], dirs: Sequence[Path]) -> Path | None:

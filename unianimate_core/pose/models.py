@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .errors import PoseModelNotFoundError
+from ..paths import unique_paths
 
 DWPOSE_DETECTOR = "yolox_l.onnx"
 DWPOSE_POSE_MODEL = "dw-ll_ucoco_384.onnx"
@@ -85,14 +86,7 @@ def default_search_dirs(
         dirs.append(_join(Path(aux_root), "yzd-v/DWPose"))
     if custom_nodes_dir is not None:
         dirs.append(_join(_child(Path(custom_nodes_dir), _CONTROLNET_AUX), _AUX_DWPOSE))
-    unique: list[Path] = []
-    seen: set[str] = set()
-    for d in dirs:
-        key = os.path.normcase(os.path.abspath(d))
-        if key not in seen:
-            seen.add(key)
-            unique.append(d)
-    return unique
+    return unique_paths(dirs)
 
 
 def find_model_file(name: str, dirs: Sequence[str | Path]) -> Path:

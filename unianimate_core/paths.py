@@ -1,0 +1,23 @@
+"""Path helpers shared by the model-file searches (pose models, the headless pipeline)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+
+def unique_paths(dirs: Iterable[Path]) -> list[Path]:
+    """Drop repeated folders (compared case- and separator-normalised), keeping the first occurrence.
+
+    Search lists are built from several sources (user folders, environment variables, legacy pack
+    folders) that often name the same folder twice; an error listing "every searched path" should
+    list each once, in search order.
+    """
+    unique: list[Path] = []
+    seen: set[str] = set()
+    for d in dirs:
+        key = os.path.normcase(os.path.abspath(d))
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return unique
