@@ -41,3 +41,17 @@ __all__ = [
     "PoseInputError",
     "PoseAlignmentError",
 ]
+
+
+def positive_size(width: object, height: object, what: str) -> tuple[int, int]:
+    """Validate a (width, height) pair given by a caller; returns it as ints.
+
+    Shared by the renderer and the POSE_KEYPOINT reader so both reject a bad size with the same message.
+    """
+    try:
+        w, h = int(width), int(height)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise PoseInputError(f"{what} must be integers, got {width!r} x {height!r}.") from exc
+    if w <= 0 or h <= 0:
+        raise PoseInputError(f"{what} must be positive, got {w} x {h}.")
+    return w, h

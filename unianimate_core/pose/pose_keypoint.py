@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import PoseInputError
+from .errors import PoseInputError, positive_size
 from .keypoints import DEFAULT_THRESHOLD, FACE, FEET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND, Person, PoseFrame
 
 MARKER_KEY = "unianimate"
@@ -198,12 +198,7 @@ def frame_from_dict(frame: Mapping[str, Any], threshold: float = DEFAULT_THRESHO
                 "with the size of the image the keypoints belong to."
             )
         width, height = canvas
-    try:
-        width, height = int(width), int(height)
-    except (TypeError, ValueError) as exc:
-        raise PoseInputError(f"POSE_KEYPOINT canvas size must be integers, got {width!r} x {height!r}.") from exc
-    if width <= 0 or height <= 0:
-        raise PoseInputError(f"POSE_KEYPOINT canvas size must be positive, got {width} x {height}.")
+    width, height = positive_size(width, height, "POSE_KEYPOINT canvas size")
     ours = isinstance(frame.get(MARKER_KEY), Mapping)
     normalized = not ours and _is_normalized(people)
     scale = np.array([1.0, 1.0]) if normalized else np.array([width, height], dtype=np.float64)

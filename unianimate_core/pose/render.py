@@ -28,7 +28,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from ._deps import import_cv2
-from .errors import PoseInputError
+from .errors import PoseInputError, positive_size
 from .keypoints import DEFAULT_THRESHOLD, FACE, FEET, LEFT_HAND, RIGHT_HAND, Person, PoseFrame
 
 OFFICIAL_WIDTH, OFFICIAL_HEIGHT = 512, 768
@@ -302,12 +302,7 @@ def render_pose(
     """
     if colors not in ("unianimate", "openpose"):
         raise PoseInputError(f"colors must be 'unianimate' (trained look) or 'openpose', got {colors!r}.")
-    try:
-        width, height = int(width), int(height)
-    except (TypeError, ValueError) as exc:
-        raise PoseInputError(f"width and height must be integers, got {width!r} x {height!r}.") from exc
-    if width <= 0 or height <= 0:
-        raise PoseInputError(f"width and height must be positive, got {width} x {height}.")
+    width, height = positive_size(width, height, "width and height")
     people = _people_of(pose, threshold)
     cw, ch = canvas_size(width, height, canvas)
     image = draw_drawables(people, cw, ch, draw_body=draw_body, draw_feet=draw_feet, draw_hands=draw_hands, draw_face=draw_face)
