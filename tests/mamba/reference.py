@@ -52,8 +52,24 @@ def naive_mixer(sd: dict[str, torch.Tensor], x: torch.Tensor, d_state: int, dt_r
 def reference_selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                                 delta_softplus=False, return_last_state=False):
     """mamba-ssm's documented ``selective_scan_fn`` contract, channel-major:
-    u, delta, z (b, d, L); A (d, n); B, C (b, n, L); D (d,) -> (b, d, L)."""
+    u, delta, z (b, d, L); A (d, n); B, C (b, n, L); D (d,) -> (b, d, L).
+
+    The asserts are the checks of mamba-ssm's CUDA entry point (``selective_scan_cuda.fwd``):
+    delta, z and variable B/C in u's dtype, A/D/delta_bias float32, last dim contiguous.
+    """
     assert not return_last_state
+    b, d, L = u.shape
+    n = A.shape[1]
+    assert delta.shape == (b, d, L) and delta.dtype == u.dtype, (delta.shape, delta.dtype, u.dtype)
+    assert A.shape == (d, n) and A.dtype == torch.float32, (A.shape, A.dtype)
+    for t in (B, C):
+        assert t.shape == (b, n, L) and t.dtype == u.dtype, (t.shape, t.dtype)
+    for t in (u, delta, B, C) + ((z,) if z is not None else ()):
+        assert t.stride(-1) == 1
+    assert D is None or (D.shape == (d,) and D.dtype == torch.float32)
+    assert z is None or (z.shape == (b, d, L) and z.dtype == u.dtype)
+    assert delta_bias is None or (delta_bias.shape == (d,) and delta_bias.dtype == torch.float32)
+    assert all(t.device == u.device for t in (delta, A, B, C) + tuple(x for x in (D, z, delta_bias) if x is not None))
     dtype = u.dtype
     u, delta = u.double(), delta.double()
     if delta_bias is not None:
@@ -70,7 +86,15 @@ def reference_selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=No
 
 
 def reference_causal_conv1d_fn(x, weight, bias=None, activation: Optional[str] = None):
-    """causal-conv1d's documented contract: x (b, d, L), weight (d, width) -> (b, d, L)."""
-    width = weight.shape[1]
+    """causal-conv1d's documented contract: x (b, d, L), weight (d, width) -> (b, d, L).
+
+    The asserts are the checks of its CUDA entry point: width 2..4, bias in weight's dtype,
+    activation None / "silu" / "swish".
+    """
+    d, width = weight.shape
+    assert x.dim() == 3 and x.shape[1] == d and 2 <= width <= 4, (x.shape, weight.shape)
+    assert bias is None or (bias.shape == (d,) and bias.dtype == weight.dtype)
+    assert activation in (None, "silu", "swish")
+    assert x.stride(-1) == 1 or x.stride(1) == 1
     out = F.conv1d(F.pad(x, (width - 1, 0)), weight[:, None, :], bias, groups=x.shape[1])
     return F.silu(out) if activation == "silu" else out

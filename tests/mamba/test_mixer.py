@@ -103,6 +103,91 @@ def test_fused_path_wiring_against_documented_kernel_contract(with_conv_kernel: 
     assert (fused - plain).abs().max().item() <= 1e-5
 
 
+def test_fused_path_keeps_the_kernels_dtype_contract_in_bfloat16() -> None:
+    """Half-precision activations: the stand-ins assert the CUDA entry points' dtype checks
+    (delta/B/C/z in u's dtype, A/D float32, conv bias in the weight's dtype)."""
+    m = _mixer(seed=9).to(torch.bfloat16)
+    x = _input(L=6).bfloat16()
+    with torch.no_grad():
+        fused = m.forward_fused(x, FusedKernels(reference_selective_scan_fn, reference_causal_conv1d_fn))
+        plain = m.forward_torch(x)
+    assert fused.dtype == torch.bfloat16
+    assert (fused.float() - plain.float()).abs().max().item() <= 5e-2 * plain.float().abs().max().item()
+
+
+def test_causal_conv1d_kernel_is_not_used_for_widths_it_does_not_support() -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("causal_conv1d_fn only supports widths 2..4")
+
+    m = _mixer(seed=10, d_conv=5)
+    x = _input(L=9)
+    with torch.no_grad():
+        fused = m.forward_fused(x, FusedKernels(reference_selective_scan_fn, refuse))
+        plain = m.forward_torch(x)
+    assert (fused - plain).abs().max().item() <= 1e-5
+
+
+def _failing_kernels(calls: list) -> FusedKernels:
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("selective_scan_cuda: no kernel image is available for execution on the device")
+
+    return FusedKernels(broken, None)
+
+
+def test_kernel_failure_falls_back_to_the_torch_path_with_a_logged_reason(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import unianimate_core.mamba.fused as fused_mod
+    import unianimate_core.mamba.mixer as mixer_mod
+
+    fused_mod.report_fused_failure.cache_clear()
+    calls: list = []
+    monkeypatch.setattr(mixer_mod, "kernel_device", lambda x: True)  # pretend the input is on a GPU
+    monkeypatch.setattr(mixer_mod, "load_fused_kernels", lambda: _failing_kernels(calls))
+    m = _mixer(seed=11)
+    x = _input(L=7)
+    with caplog.at_level("WARNING", logger="unianimate.mamba"), torch.no_grad():
+        first = m(x)
+        second = m(x)
+        expected = m.forward_torch(x)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert calls == [1]  # the broken kernel is not retried on every call
+    assert "no kernel image" in caplog.text and "pure-PyTorch" in caplog.text
+
+
+def test_kernel_failure_with_backend_mamba_ssm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import unianimate_core.mamba.mixer as mixer_mod
+
+    monkeypatch.setattr(mixer_mod, "kernel_device", lambda x: True)
+    monkeypatch.setattr(mixer_mod, "load_fused_kernels", lambda: _failing_kernels([]))
+    m = _mixer(backend="mamba_ssm")
+    with pytest.raises(MambaBackendError, match="no kernel image.*backend='auto'"):
+        m(_input())
+
+
+def test_out_of_memory_in_the_kernel_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    import unianimate_core.mamba.mixer as mixer_mod
+
+    monkeypatch.setattr(mixer_mod, "kernel_device", lambda x: True)
+    monkeypatch.setattr(mixer_mod, "load_fused_kernels", lambda: FusedKernels(oom, None))
+    m = _mixer()
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        m(_input())
+
+
+def test_state_space_parameters_follow_the_input_device() -> None:
+    """A_log and D live on the mixer itself, which ComfyUI's partial loading leaves on the offload
+    device; they are read on the input's device (the meta device stands in for a GPU here)."""
+    m = _mixer()
+    like = torch.empty(1, device="meta")
+    A, D = m._A(like), m._D(like)
+    assert A.device.type == "meta" and D.device.type == "meta"
+    assert A.dtype == D.dtype == torch.float32 and A.shape == (2 * D_MODEL, 16)
+
+
 def test_backend_mamba_ssm_without_cuda_is_a_clear_error() -> None:
     m = _mixer(backend="mamba_ssm")
     with pytest.raises(MambaBackendError, match="backend='auto'"):

@@ -17,8 +17,6 @@ from .config import MambaConfig
 from .errors import MambaConfigError
 from .layer import TemporalMamba
 
-_MIXER = "mixer."
-
 
 def is_mamba_state_dict(state_dict: Mapping[str, Any]) -> bool:
     """True when the state dict holds Mamba mixers (a key ending in ``.A_log``)."""

@@ -18,7 +18,9 @@
     out = out_proj(y)
 
 Two backends compute this: mamba-ssm's fused kernels (CUDA input and the package importable) or
-the pure-PyTorch scan of :mod:`.scan`; see ``MambaConfig.backend``.
+the pure-PyTorch scan of :mod:`.scan`; see ``MambaConfig.backend``. With ``backend="auto"`` a
+kernel that fails at run time (a build that does not match the installed torch or GPU, an
+unsupported dtype) is logged once and the layer falls back to the pure-PyTorch path for good.
 """
 from __future__ import annotations
 
@@ -31,8 +33,13 @@ from torch import nn
 
 from .config import MambaConfig
 from .errors import MambaBackendError, MambaConfigError, MambaInputError
-from .fused import FusedKernels, load_fused_kernels
+from .fused import CAUSAL_CONV1D_WIDTHS, FusedKernels, load_fused_kernels, report_fused_failure
 from .scan import selective_scan
+
+
+def kernel_device(x: torch.Tensor) -> bool:
+    """Whether mamba-ssm's kernels can take ``x`` (they are CUDA-only)."""
+    return x.is_cuda
 
 
 def _init_dt_proj(dt_proj: nn.Module, config: MambaConfig, d_inner: int, dt_rank: int) -> None:
@@ -62,8 +69,9 @@ class MambaMixer(nn.Module):
     """Mamba-1 selective-state-space mixer over sequences (b, L, d_model) -> (b, L, d_model).
 
     ``operations`` supplies ``Linear`` and ``Conv1d`` (default ``torch.nn``) so a host can store
-    weights in half/fp8 and cast at run time. ``A_log`` and ``D`` are float32 parameters (they are
-    read with ``.float()`` in the forward even if a caller casts the module).
+    weights in half/fp8 and cast at run time. ``A_log`` and ``D`` are float32 parameters, read in
+    the forward as float32 *on the input's device*: they sit on this (non-leaf) module itself,
+    which ComfyUI's partial loading never moves to the GPU (it moves leaf modules only).
     """
 
     def __init__(self, d_model: int, config: Optional[MambaConfig] = None,
@@ -93,16 +101,18 @@ class MambaMixer(nn.Module):
         self.A_log = nn.Parameter(_s4d_real_A_log(self.d_inner, self.d_state, device))
         self.D = nn.Parameter(torch.ones(self.d_inner, dtype=torch.float32, device=device))
         self.out_proj = ops.Linear(self.d_inner, d_model, bias=config.bias, **factory)
+        self._fused_failed = False  # set after a kernel failure under backend="auto"
 
     # ------------------------------------------------------------------ dispatch
     def _fused_kernels(self, x: torch.Tensor) -> Optional[FusedKernels]:
         """Kernels to use for this input, or None for the pure-PyTorch path."""
         backend = self.config.backend
-        if backend == "torch":
+        if backend == "torch" or (backend == "auto" and self._fused_failed):
             return None
-        kernels = load_fused_kernels() if x.is_cuda else None
+        on_cuda = kernel_device(x)
+        kernels = load_fused_kernels() if on_cuda else None
         if backend == "mamba_ssm" and kernels is None:
-            where = "the input is not on a CUDA device" if not x.is_cuda else \
+            where = "the input is not on a CUDA device" if not on_cuda else \
                 "mamba_ssm could not be imported"
             raise MambaBackendError(
                 f"MambaConfig.backend='mamba_ssm' but {where}. Install the CUDA kernels "
@@ -118,7 +128,18 @@ class MambaMixer(nn.Module):
                 f"got {tuple(hidden.shape)}.")
         kernels = self._fused_kernels(hidden)
         if kernels is not None:
-            return self.forward_fused(hidden, kernels)
+            try:
+                return self.forward_fused(hidden, kernels)
+            except torch.cuda.OutOfMemoryError:
+                raise  # the pure path needs as much memory; let the host's OOM handling act
+            except Exception as exc:  # noqa: BLE001 - a broken kernel build must not stop the run
+                if self.config.backend == "mamba_ssm":
+                    raise MambaBackendError(
+                        f"MambaConfig.backend='mamba_ssm' but the mamba-ssm kernels failed "
+                        f"({type(exc).__name__}: {exc}). Reinstall mamba-ssm and causal-conv1d against this "
+                        "torch (pip install --no-build-isolation ...), or use backend='auto'.") from exc
+                self._fused_failed = True
+                report_fused_failure(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return self.forward_torch(hidden)
 
     # ------------------------------------------------------------------ shared pieces
@@ -127,8 +148,13 @@ class MambaMixer(nn.Module):
         length = x.shape[-1]
         return F.silu(self.conv1d(x)[..., :length])
 
-    def _A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log.float())
+    def _A(self, like: torch.Tensor) -> torch.Tensor:
+        """A = -exp(A_log), float32 (d_inner, d_state) on ``like``'s device."""
+        return -torch.exp(self.A_log.to(device=like.device, dtype=torch.float32))
+
+    def _D(self, like: torch.Tensor) -> torch.Tensor:
+        """The skip D, float32 (d_inner,) on ``like``'s device."""
+        return self.D.to(device=like.device, dtype=torch.float32)
 
     # ------------------------------------------------------------------ backends
     def forward_torch(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -138,8 +164,8 @@ class MambaMixer(nn.Module):
         x = self._conv_silu(x.transpose(1, 2)).transpose(1, 2)     # (b, L, E)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt).float())               # (b, L, E) fp32
-        y = selective_scan(x, delta, self._A(), B, C, chunk=self.config.scan_chunk)
-        y = y + x.to(y.dtype) * self.D.to(y.dtype)
+        y = selective_scan(x, delta, self._A(x), B, C, chunk=self.config.scan_chunk)
+        y = y + x.to(y.dtype) * self._D(x).to(y.dtype)
         y = y * F.silu(z.to(y.dtype))
         return self.out_proj(y.to(hidden.dtype))
 
@@ -148,7 +174,7 @@ class MambaMixer(nn.Module):
         ``mamba_inner_fn`` (projections are called as modules so host weight casting applies)."""
         xz = self.in_proj(hidden).transpose(1, 2)                  # (b, 2E, L)
         x, z = xz.chunk(2, dim=1)
-        if kernels.causal_conv1d_fn is not None:
+        if kernels.causal_conv1d_fn is not None and self.d_conv in CAUSAL_CONV1D_WIDTHS:
             weight = self.conv1d.weight.to(device=x.device, dtype=x.dtype)
             bias = self.conv1d.bias
             bias = bias.to(device=x.device, dtype=x.dtype) if bias is not None else None
@@ -160,7 +186,7 @@ class MambaMixer(nn.Module):
             [self.dt_rank, self.d_state, self.d_state], dim=-1)    # (b, L, .)
         delta = self.dt_proj(dt).transpose(1, 2)                  # (b, E, L), bias included
         y = kernels.selective_scan_fn(
-            x.contiguous(), delta.to(x.dtype).contiguous(), self._A(),
+            x.contiguous(), delta.to(x.dtype).contiguous(), self._A(x),
             B.transpose(1, 2).to(x.dtype).contiguous(), C.transpose(1, 2).to(x.dtype).contiguous(),
-            self.D.float(), z=z.contiguous(), delta_bias=None, delta_softplus=True)
+            self._D(x), z=z.to(x.dtype).contiguous(), delta_bias=None, delta_softplus=True)
         return self.out_proj(y.transpose(1, 2).to(hidden.dtype))
