@@ -77,3 +77,12 @@ def test_sliding_windows_and_seed_determinism(tmp_path, demo_media):
     fa, fb, fc = (read_clip(r.video).frames for r in (a, b, c))
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
     assert not all(np.array_equal(x, y) for x, y in zip(fa, fc))
+
+
+@pytest.mark.parametrize("mode", ["first_frame", "both"])
+def test_continuation_in_every_condition_mode(tmp_path, demo_media, mode):
+    """The noise prior comes from the reference latent even when the conditions carry no randomref
+    (first_frame mode), as in the short and sliding-window strategies."""
+    res = _run(tmp_path, demo_media, name=f"{mode}.mp4", frames=5, steps=1, strategy="continuation",
+               segment_length=3, mode=mode)
+    assert res.frames == 5 and probe_video(res.video) == (5, 64, 64)

@@ -231,7 +231,8 @@ def _sample(strategy: str, unet: Callable[..., Tensor], cond: Conditions, sample
 
         for seg in iter_sample_long_continuation(
                 unet, cond, sampler, ContinuationOptions(segment_length=options.segment_length),
-                decode_last_frame=decode_last, noise=NoiseOptions.short(), generator=generator, progress=progress):
+                decode_last_frame=decode_last, noise=NoiseOptions.short(), generator=generator,
+                prior_latent=ref.latent, progress=progress):  # the prior: first_frame conditions have no randomref
             yield seg.index, seg.latent
     elif strategy == "windows":
         noise = prepare_noise(shape, generator, NoiseOptions.long(), prior_latent=ref.latent)
