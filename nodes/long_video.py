@@ -20,16 +20,17 @@ import torch
 from comfy_api.latest import io
 
 from ..unianimate_core.diffusion import (
-    ContinuationOptions, NoiseOptions, SlidingWindowOptions, count_work_units, iter_sample_long_continuation,
-    plan_segments, prepare_noise, sample_long_sliding,
+    ContinuationOptions, NoiseOptions, SamplerOptions, SlidingWindowOptions, count_work_units,
+    iter_sample_long_continuation, plan_segments, prepare_noise, sample_long_sliding,
 )
 from ..unianimate_core.errors import InputError
 from . import comfy_bridge
 from .conditioning import POSE_COLORS, Prepared, prepare
 from .sampler import (
-    CATEGORY, activate, check_model, latent_output, make_generator, model_inputs, sampler_options, sampling_inputs,
-    selection_inputs, validate_common,
+    CATEGORY, activate, check_model, latent_output, make_generator, model_inputs, noise_options, sampler_options,
+    sampling_inputs, selection_inputs, validate_common,
 )
+from .types import UniAnimateModel
 
 log = logging.getLogger("UniAnimate")
 
@@ -74,8 +75,9 @@ class LongVideoLoop(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = 512, height: Any = 768, max_frames: Any = 0, steps: Any = 30,
-                        context_size: Any = 32, context_overlap: Any = 8) -> bool | str:
+    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None, steps: Any = None,
+                        context_size: Any = None, context_overlap: Any = None) -> bool | str:
+        """Static checks; ComfyUI passes a linked input as None (its value is not known yet): checked at run time."""
         ok = validate_common(width, height, max_frames, steps)
         if ok is not True:
             return ok
@@ -100,44 +102,47 @@ class LongVideoLoop(io.ComfyNode):
         if msg is not True:
             raise InputError(msg)
         model = check_model(model)
-        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+        # every option is validated before the encoders run (CLIP vision takes seconds to minutes)
+        options = sampler_options(model, steps, guidance)
+        generator = make_generator(seed)
         if strategy == "sliding_windows":
-            latent = run_sliding(model, prep, steps, guidance, seed, noise_prior, context_size, context_overlap,
-                                 context_batch_size)
+            windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
+                                           context_batch_size=int(context_batch_size))
+            noise = noise_options(noise_prior, "prior_then_offset")  # official long mode: prior first
+            prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
+                           model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+            latent = run_sliding(model, prep, options, windows, noise, generator)
         else:
-            latent = run_continuation(model, vae, prep, steps, guidance, seed, noise_prior, context_size,
-                                      colour_anchor, keep_finished_on_cancel)
+            continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
+            noise = noise_options(noise_prior, "offset_then_prior")  # each segment's noise like a short run
+            prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
+                           model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+            latent = run_continuation(model, vae, prep, options, continuation, noise, generator,
+                                      keep_finished_on_cancel)
         return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
 
 
-def run_sliding(model, prep: Prepared, steps: int, guidance: float, seed: int, noise_prior: int,
-                context_size: int, context_overlap: int, context_batch_size: int) -> torch.Tensor:
-    """Official long mode: the prior first, then offset noise (prior 939 by default)."""
-    windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
-                                   context_batch_size=int(context_batch_size))
-    generator = make_generator(seed)
-    noise = prepare_noise(prep.latent_shape, generator, NoiseOptions(0.1, int(noise_prior) or None, "prior_then_offset"),
-                          prior_latent=prep.ref_latent)
-    per_call = min(int(context_size), prep.frames)
+def run_sliding(model: UniAnimateModel, prep: Prepared, options: SamplerOptions, windows: SlidingWindowOptions,
+                noise_opts: NoiseOptions, generator: torch.Generator) -> torch.Tensor:
+    """Official long mode: every step denoises overlapping windows and averages the overlaps."""
+    noise = prepare_noise(prep.latent_shape, generator, noise_opts, prior_latent=prep.ref_latent)
+    per_call = min(windows.context_size, prep.frames)
     with comfy_bridge.oom_advice(f"sampling windows of {per_call} frames at {prep.width}x{prep.height}"):
-        unet, cfg_mode = activate(model, prep, per_call, int(context_batch_size), float(guidance) != 1.0)
-        options = sampler_options(model, steps, guidance, cfg_mode)
+        unet, options = activate(model, prep, per_call, windows.context_batch_size, options)
         total = count_work_units(prep.frames, options, windows)
         progress = comfy_bridge.ComfyProgress(total, model.patcher.load_device)
         latent = sample_long_sliding(unet, noise, prep.cond, options, windows, generator=generator,
                                      progress=progress, should_cancel=comfy_bridge.should_cancel)
     log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
-             prep.frames, prep.width, prep.height, per_call, context_overlap)
+             prep.frames, prep.width, prep.height, per_call, windows.context_overlap)
     return latent
 
 
-def run_continuation(model, vae: Any, prep: Prepared, steps: int, guidance: float, seed: int, noise_prior: int,
-                     context_size: int, colour_anchor: float, keep_finished: bool) -> torch.Tensor:
-    """Segments chained through their decoded last frame; each segment's noise like a short run."""
-    continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
-    generator = make_generator(seed)
-    per_call = min(int(context_size), prep.frames)
+def run_continuation(model: UniAnimateModel, vae: Any, prep: Prepared, options: SamplerOptions,
+                     continuation: ContinuationOptions, noise_opts: NoiseOptions, generator: torch.Generator,
+                     keep_finished: bool) -> torch.Tensor:
+    """Segments chained through their decoded last frame; finished segments survive a Cancel."""
+    per_call = min(continuation.segment_length, prep.frames)
     segments = plan_segments(prep.frames, continuation.segment_length)
     mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype)
 
@@ -148,16 +153,14 @@ def run_continuation(model, vae: Any, prep: Prepared, steps: int, guidance: floa
 
     parts: list[torch.Tensor] = []
     with comfy_bridge.oom_advice(f"sampling segments of {per_call} frames at {prep.width}x{prep.height}"):
-        unet, cfg_mode = activate(model, prep, per_call, 1, float(guidance) != 1.0)
-        options = sampler_options(model, steps, guidance, cfg_mode)
+        unet, options = activate(model, prep, per_call, 1, options)
         progress = comfy_bridge.ComfyProgress(len(segments) * len(options.schedule_timesteps()),
                                               model.patcher.load_device)
         try:
             for segment in iter_sample_long_continuation(
                     unet, prep.cond, options, continuation, decode_last_frame=decode_last_frame,
-                    noise=NoiseOptions(0.1, int(noise_prior) or None, "offset_then_prior"), generator=generator,
-                    prior_latent=prep.ref_latent, anchor_pixels=prep.ref_pixels, progress=progress,
-                    should_cancel=comfy_bridge.should_cancel):
+                    noise=noise_opts, generator=generator, prior_latent=prep.ref_latent,
+                    anchor_pixels=prep.ref_pixels, progress=progress, should_cancel=comfy_bridge.should_cancel):
                 parts.append(segment.latent)
                 log.info("UniAnimate: segment %d/%d done (%d frames)", segment.index + 1, len(segments),
                          sum(p.shape[2] for p in parts))

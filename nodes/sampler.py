@@ -6,6 +6,7 @@ so VAE Decode, latent previews and other latent nodes work on it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -94,8 +95,11 @@ def check_model(model: Any) -> UniAnimateModel:
     return model
 
 
-def validate_common(width: Any = 512, height: Any = 768, max_frames: Any = 0, steps: Any = 30) -> bool | str:
-    """Cheap static checks; ComfyUI skips its own range checks for inputs named here, so they are redone."""
+def validate_common(width: Any = None, height: Any = None, max_frames: Any = None, steps: Any = None) -> bool | str:
+    """Cheap static checks; ComfyUI skips its own range checks for inputs named here, so they are redone.
+
+    None = not known yet (ComfyUI passes linked inputs to validate_inputs as None).
+    """
     for name, value in (("width", width), ("height", height)):
         if value is None:
             continue  # linked input: checked at run time
@@ -108,8 +112,9 @@ def validate_common(width: Any = 512, height: Any = 768, max_frames: Any = 0, st
     return True
 
 
-def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_call: int, guided: bool) -> tuple[Any, str]:
-    """Let ComfyUI load the UNet for sampling; returns the module to call and the CFG call pattern.
+def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_call: int,
+             options: SamplerOptions) -> tuple[Any, SamplerOptions]:
+    """Let ComfyUI load the UNet for sampling; returns the module to call and the options to use.
 
     ComfyUI is asked to keep room for one single-batch call; guidance then runs the conditional and
     unconditional passes as one batch when the device has room for it (faster), else one after the
@@ -120,16 +125,21 @@ def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_ca
     comfy_bridge.load_for_sampling(model.patcher, single)
     unet = model.patcher.model
     unet.set_zero_y(model.zero_y)
-    cfg_mode = "auto"
-    if guided and not comfy_bridge.room_for(model.patcher.load_device, 2 * single):
-        cfg_mode = "sequential"
+    if options.guided and not comfy_bridge.room_for(model.patcher.load_device, 2 * single):
         log.info("UniAnimate: not enough free memory to batch the guidance passes; running them one after the other.")
-    return unet, cfg_mode
+        options = dataclasses.replace(options, cfg_mode="sequential")
+    return unet, options
 
 
-def sampler_options(model: UniAnimateModel, steps: int, guidance: float, cfg_mode: str = "auto") -> SamplerOptions:
+def sampler_options(model: UniAnimateModel, steps: int, guidance: float) -> SamplerOptions:
+    """The DDIM options (validated here, so a bad value stops the node before the encoders run)."""
     return SamplerOptions(steps=int(steps), guide_scale=float(guidance), device=model.patcher.load_device,
-                          model_dtype=model.compute_dtype, cfg_mode=cfg_mode)
+                          model_dtype=model.compute_dtype)
+
+
+def noise_options(noise_prior: int, order: str) -> NoiseOptions:
+    """Offset noise 0.1 and the reference prior at ``noise_prior`` (0 = pure noise), in the official order."""
+    return NoiseOptions(0.1, int(noise_prior) or None, order)
 
 
 def make_generator(seed: int) -> torch.Generator:
@@ -154,7 +164,9 @@ class UniAnimateSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = 512, height: Any = 768, max_frames: Any = 32, steps: Any = 30) -> bool | str:
+    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None,
+                        steps: Any = None) -> bool | str:
+        """Static checks; ComfyUI passes a linked input as None (its value is not known yet): checked at run time."""
         return validate_common(width, height, max_frames, steps)
 
     @classmethod
@@ -167,15 +179,14 @@ class UniAnimateSampler(io.ComfyNode):
         msg = validate_common(width, height, max_frames, steps)
         if msg is not True:
             raise InputError(msg)
+        options = sampler_options(model, steps, guidance)
+        noise_opts = noise_options(noise_prior, "offset_then_prior")
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
                        model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
         generator = make_generator(seed)
-        noise = prepare_noise(prep.latent_shape, generator,
-                              NoiseOptions(0.1, int(noise_prior) or None, "offset_then_prior"),
-                              prior_latent=prep.ref_latent)
+        noise = prepare_noise(prep.latent_shape, generator, noise_opts, prior_latent=prep.ref_latent)
         with comfy_bridge.oom_advice(f"sampling {prep.frames} frames at {prep.width}x{prep.height}"):
-            unet, cfg_mode = activate(model, prep, prep.frames, 1, float(guidance) != 1.0)
-            options = sampler_options(model, steps, guidance, cfg_mode)
+            unet, options = activate(model, prep, prep.frames, 1, options)
             progress = comfy_bridge.ComfyProgress(len(options.schedule_timesteps()), model.patcher.load_device)
             latent = sample_video(unet, noise, prep.cond, options, generator=generator, progress=progress,
                                   should_cancel=comfy_bridge.should_cancel)

@@ -107,6 +107,20 @@ def test_validation(loop):
     assert loop.validate_inputs(context_size=32, context_overlap=8) is True
     assert "context_overlap" in loop.validate_inputs(context_size=8, context_overlap=8)
     assert "context_size" in loop.validate_inputs(context_size=1)
+    # a linked context_size is unknown at validation time: a large overlap is not rejected against a default
+    assert loop.validate_inputs(context_overlap=40) is True
     with pytest.raises(ValueError, match="strategy"):
         loop.execute(model=None, vae=None, clip_vision=None, reference_image=None, poses=None, reference_pose=None,
                      strategy="zigzag")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"context_batch_size": 0, "strategy": "sliding_windows"}, "context_batch_size"),
+    ({"colour_anchor": 2.0, "strategy": "first_frame_continuation"}, "colour_anchor"),
+    ({"guidance": float("nan"), "strategy": "sliding_windows"}, "guide_scale"),
+])
+def test_bad_options_stop_before_the_encoders_run(loop, inputs, change, message):
+    clip = FakeClipVision()
+    with pytest.raises(ValueError, match=message):
+        loop.execute(**{**inputs, "clip_vision": clip, **change})
+    assert clip.seen_images == []  # CLIP vision costs ~20 s per image on a CPU: never wasted on a bad option

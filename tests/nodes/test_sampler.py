@@ -156,6 +156,7 @@ def test_landscape_and_portrait(sampler, inputs):
 def test_validate_inputs(sampler):
     assert sampler.validate_inputs(width=512, height=768, max_frames=32, steps=30) is True
     assert sampler.validate_inputs(width=None, height=None, max_frames=None, steps=None) is True  # linked
+    assert sampler.validate_inputs() is True  # linked inputs are left out altogether
     assert "width" in sampler.validate_inputs(width=32)
     assert "steps" in sampler.validate_inputs(steps=0)
     assert "max_frames" in sampler.validate_inputs(max_frames=-1)
@@ -174,6 +175,13 @@ def test_validate_inputs(sampler):
 def test_wrong_inputs_get_actionable_errors(sampler, inputs, change, message):
     with pytest.raises(ValueError, match=message):
         sampler.execute(**{**inputs, **change})
+
+
+def test_bad_sampling_options_stop_before_the_encoders_run(sampler, inputs):
+    clip, vae = FakeClipVision(), FakeVAE()
+    with pytest.raises(ValueError, match="guide_scale"):
+        sampler.execute(**{**inputs, "clip_vision": clip, "vae": vae, "guidance": float("nan")})
+    assert clip.seen_images == [] and vae.encode_calls == []
 
 
 def test_out_of_memory_becomes_comfys_oom_with_advice(host, sampler, inputs, monkeypatch):
