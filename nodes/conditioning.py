@@ -59,11 +59,30 @@ def snap_size(width: int, height: int, multiple: int) -> tuple[int, int, str]:
     return w, h, note
 
 
+def image_batch(images: Any, name: str) -> torch.Tensor:
+    """Check a ComfyUI IMAGE batch (N >= 1, H, W, C) with C = 3 (1 = grey, 4 = RGBA also work).
+
+    The usual mistakes get named: a MASK (N, H, W) in an IMAGE socket, an empty batch (a video
+    loader that produced no frames), another type (POSE_KEYPOINT, LATENT ...).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"{name} must be an IMAGE (a batch shaped (N, H, W, 3)); got {type(images).__name__}.")
+    if images.ndim == 3:
+        raise InputError(
+            f"{name} got a tensor shaped {tuple(images.shape)}: that is a MASK, not an IMAGE. Connect an IMAGE "
+            "output (e.g. the first output of Load Image), or convert the mask with 'Convert Mask to Image'."
+        )
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise InputError(f"{name} must be an IMAGE (a batch shaped (N, H, W, 3)); got shape {tuple(images.shape)}.")
+    if images.shape[0] == 0:
+        raise InputError(f"{name} is an empty IMAGE batch (0 images); check the loader that feeds it (e.g. a video "
+                         "with no frames, or a frame range past its end).")
+    return images
+
+
 def first_image(images: torch.Tensor, name: str) -> torch.Tensor:
     """One (H, W, C) image from an IMAGE batch; more than one is a mistake worth naming."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < 1:
-        raise InputError(f"{name} must be an IMAGE (a batch shaped (N, H, W, 3)); got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}.")
+    images = image_batch(images, name)
     if images.shape[0] > 1:
         raise InputError(
             f"{name} has {images.shape[0]} images; it must be a single image. If this is a video, connect it to the "
@@ -77,13 +96,16 @@ def is_keypoints(value: Any) -> bool:
 
 
 def pose_frame_count(poses: Any) -> int:
-    if isinstance(poses, torch.Tensor):
-        if poses.ndim != 4:
-            raise InputError(f"poses must be an IMAGE batch (N, H, W, 3) or POSE_KEYPOINT; got shape {tuple(poses.shape)}.")
-        return int(poses.shape[0])
     if is_keypoints(poses):
-        return len(poses)
-    raise InputError(f"poses must be pose images (IMAGE) or POSE_KEYPOINT; got {type(poses).__name__}.")
+        count = len(poses)
+    elif isinstance(poses, torch.Tensor):
+        count = int(image_batch(poses, "poses").shape[0])
+    else:
+        raise InputError(f"poses must be pose images (IMAGE) or POSE_KEYPOINT; got {type(poses).__name__}.")
+    if count == 0:
+        raise InputError("The pose sequence is empty: no frames to animate. Check the video loader and the pose "
+                         "extractor.")
+    return count
 
 
 def render_keypoints(frames: Sequence[dict], width: int, height: int) -> np.ndarray:
@@ -118,8 +140,6 @@ def reference_pose_u8(reference_pose: Any, width: int, height: int, colors: str)
 
 def select(poses: Any, max_frames: int, frame_interval: int) -> FrameSelection:
     total = pose_frame_count(poses)
-    if total == 0:
-        raise InputError("The pose sequence is empty: no frames to animate. Check the video loader and the pose extractor.")
     if max_frames == 1:  # a single frame (repose): the first selected pose
         first = select_frames(total, None, frame_interval).indices[:1]
         return FrameSelection(first, 1, 0, frame_interval)

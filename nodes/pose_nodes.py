@@ -28,6 +28,7 @@ from ..unianimate_core.pose.pose_keypoint import from_pose_keypoint, to_pose_key
 from ..unianimate_core.pose.render import render_pose
 from ..unianimate_core.pose.selection import SELECT_MODES
 from . import folders
+from .conditioning import image_batch
 from .types import PoseKeypoint
 
 log = logging.getLogger("UniAnimate")
@@ -93,7 +94,8 @@ def check_keypoints(data: Any, name: str) -> list[PoseFrame]:
                         f"Estimator or a pose editor); got {type(data).__name__}.")
     frames = from_pose_keypoint(data)
     if not frames:
-        raise PoseError(f"{name} contains no frames.")
+        raise PoseError(f"{name} contains no frames; connect the keypoints output of UniAnimate Pose Extractor "
+                        "run on at least one image.")
     return frames
 
 
@@ -153,8 +155,7 @@ class PoseExtractor(io.ComfyNode):
     def execute(cls, images: torch.Tensor, detector_model: str = DWPOSE_DETECTOR,
                 pose_model: str = DWPOSE_POSE_MODEL, max_people: int = 1, device: str = "auto",
                 render_short_side: int = 512, colors: str = COLORS[0]) -> io.NodeOutput:
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
-            raise PoseError("images must be a non-empty IMAGE batch (N, H, W, 3).")
+        images = image_batch(images, "images")
         if device not in DEVICES:
             raise PoseError(f"device must be one of {DEVICES}; got {device!r}.")
         estimator = _estimators.get(find_pose_model(detector_model), find_pose_model(pose_model), device)

@@ -100,6 +100,17 @@ def test_frames_without_person_stay_empty(nodes, dwpose_models, blank_aware, cap
     assert keypoints[1]["people"] == [] and rendered[1].max() == 0
 
 
+@pytest.mark.parametrize("images, message", [
+    (torch.zeros(0, 64, 64, 3), "empty IMAGE batch"),
+    (torch.zeros(1, 64, 64), "MASK"),
+    ([{"people": []}], "must be an IMAGE"),
+])
+def test_extractor_rejects_what_is_not_an_image(nodes, dwpose_models, images, message):
+    extractor, _ = nodes
+    with pytest.raises(ValueError, match=message):
+        extractor.execute(images=images)
+
+
 def test_missing_model_file_says_where_to_get_it(host, nodes):
     extractor, _ = nodes
     msg = extractor.validate_inputs(detector_model="yolox_l.onnx", pose_model="dw-ll_ucoco_384.onnx")

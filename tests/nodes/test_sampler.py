@@ -136,6 +136,17 @@ def test_openpose_colours_are_converted(sampler, inputs):
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_grey_and_rgba_images_are_read_as_rgb(sampler, inputs):
+    rgb = sampler.execute(**inputs)[0]["samples"]
+    alpha = torch.rand(1, 80, 60, 1)
+    rgba = sampler.execute(**{**inputs, "reference_image": torch.cat([inputs["reference_image"], alpha], -1)})
+    torch.testing.assert_close(rgba[0]["samples"], rgb, rtol=0, atol=0)  # alpha dropped, like LoadImage
+    grey = inputs["poses"][..., :1]
+    a = sampler.execute(**{**inputs, "poses": grey})[0]["samples"]
+    b = sampler.execute(**{**inputs, "poses": grey.expand(-1, -1, -1, 3)})[0]["samples"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_first_frame_mode_runs(sampler, inputs):
     out = sampler.execute(**{**inputs, "condition_mode": "first_frame", "noise_prior": 0})[0]["samples"]
     assert out.shape == (3, 4, H // 8, W // 8) and torch.isfinite(out).all()
@@ -168,7 +179,11 @@ def test_validate_inputs(sampler):
     ({"clip_vision": FakeClipVision(projection_dim=768)}, "ViT-L"),
     ({"reference_image": images(2, 64, 64, seed=1)}, "reference_image has 2 images"),
     ({"reference_pose": images(3, 64, 64, seed=1)}, "reference_pose has 3 images"),
-    ({"poses": images(0, 64, 64, seed=1)}, "pose sequence is empty"),
+    ({"poses": images(0, 64, 64, seed=1)}, "poses is an empty IMAGE batch"),
+    ({"poses": []}, "pose sequence is empty"),
+    ({"reference_image": torch.rand(1, 64, 64)}, "reference_image got .* MASK.*Convert Mask to Image"),
+    ({"poses": torch.rand(3, 64, 64)}, "poses got .* MASK"),
+    ({"reference_image": images(1, 64, 64, seed=1)[..., :2]}, r"shape \(1, 64, 64, 2\)"),
     ({"condition_mode": "everything"}, "condition_mode"),
     ({"model": "not a model"}, "Load UniAnimate Model"),
 ])
