@@ -2,6 +2,7 @@
 determinism, guidance modes, mixed precision and input errors."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,20 +174,57 @@ def test_half_precision_model_keeps_fp32_update() -> None:
     (dict(cond=conditions(4).replace(randomref=torch.ones(1, 4, 1, 3, 3))), "randomref"),
     (dict(model=lambda x, t, **k: x[:, :, 1:]), "v-prediction"),
     (dict(model=lambda x, t, **k: x * float("nan")), "NaN"),
+    (dict(noise=torch.randn(1, 4, 0, 2, 2), cond=conditions(0)), "empty"),  # 0 poses: no silent empty video
+    (dict(noise=torch.randn(1, 4, 2, 0, 2), cond=Conditions()), "empty"),
+    (dict(noise=None), "starting latent"),
+    (dict(cond=None), "cond must be a Conditions"),
+    (dict(cond=Conditions(image=np.zeros((1, 1, 1024)))), "torch.Tensor"),
+    (dict(model="unet"), "callable"),
+    (dict(options=SlidingWindowOptions()), "options must be a SamplerOptions"),
 ])
 def test_bad_inputs_raise_clear_errors(bad: dict, match: str) -> None:
-    args = dict(model=FakeUNet(), noise=torch.randn(1, 4, 4, 2, 2), cond=conditions(4))
+    args = dict(model=FakeUNet(), noise=torch.randn(1, 4, 4, 2, 2), cond=conditions(4), options=SamplerOptions(steps=3))
     args.update(bad)
     with pytest.raises(SamplingError, match=match):
-        sample_video(args["model"], args["noise"], args["cond"], SamplerOptions(steps=3))
+        sample_video(args["model"], args["noise"], args["cond"], args["options"])
 
 
-@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(eta=-0.1), dict(eta=1.5), dict(cfg_mode="fast"),
-                                    dict(timestep_mode="linear"), dict(guide_scale=float("nan")),
-                                    dict(model_dtype=torch.int8)])
-def test_bad_sampler_options(kwargs: dict) -> None:
-    with pytest.raises(SamplingError):
+@pytest.mark.parametrize("bad,match", [
+    (dict(windows=None), "windows must be a SlidingWindowOptions"),
+    (dict(options=SlidingWindowOptions()), "options must be a SamplerOptions"),  # options in the wrong slot
+    (dict(noise=torch.randn(1, 4, 0, 2, 2), cond=conditions(0)), "empty"),
+])
+def test_bad_sliding_inputs_raise_clear_errors(bad: dict, match: str) -> None:
+    args = dict(noise=torch.randn(1, 4, 6, 2, 2), cond=conditions(6), options=SamplerOptions(steps=2),
+                windows=SlidingWindowOptions(4, 1))
+    args.update(bad)
+    with pytest.raises(SamplingError, match=match):
+        sample_long_sliding(FakeUNet(), args["noise"], args["cond"], args["options"], args["windows"])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(steps=0), "steps"), (dict(steps=True), "steps"), (dict(steps=30.0), "steps"),
+    (dict(eta=-0.1), "eta"), (dict(eta=1.5), "eta"), (dict(eta=None), "eta"),
+    (dict(cfg_mode="fast"), "cfg_mode"), (dict(timestep_mode="linear"), "timestep_mode"),
+    (dict(guide_scale=float("nan")), "guide_scale"), (dict(guide_scale=None), "guide_scale"),
+    (dict(guide_scale="2.5"), "guide_scale"), (dict(model_dtype=torch.int8), "model_dtype"),
+    (dict(model_dtype="fp16"), "model_dtype"), (dict(device="gpu"), "not a torch device"),
+    (dict(timesteps=(999.5, 500)), "integers"), (dict(timesteps=(1000, 3)), "0..999"),
+])
+def test_bad_sampler_options(kwargs: dict, match: str) -> None:
+    with pytest.raises(SamplingError, match=match):
         SamplerOptions(**kwargs)
+
+
+def test_numpy_integer_steps_are_accepted() -> None:
+    assert torch.equal(SamplerOptions(steps=np.int64(25)).schedule_timesteps(),
+                       SamplerOptions(steps=25).schedule_timesteps())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a PyTorch without CUDA")
+def test_unavailable_cuda_device_is_reported() -> None:
+    with pytest.raises(SamplingError, match="no usable CUDA"):
+        sample_video(FakeUNet(), torch.randn(1, 4, 2, 2, 2), conditions(2), SamplerOptions(steps=2, device="cuda"))
 
 
 def test_explicit_timesteps_are_validated_and_used() -> None:
@@ -195,4 +233,18 @@ def test_explicit_timesteps_are_validated_and_used() -> None:
                  SamplerOptions(timesteps=(999, 500, 3), guide_scale=1.0))
     assert ts == [999, 500, 3]
     with pytest.raises(SamplingError, match="decreasing"):
-        SamplerOptions(timesteps=(10, 20)).schedule_timesteps()
+        SamplerOptions(timesteps=(10, 20))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: NoiseOptions(offset_strength=float("inf")), "offset_strength"),
+    (lambda: NoiseOptions(prior_t=949.5), "prior_t"),
+    (lambda: NoiseOptions(prior_t=1000), "prior_t"),
+    (lambda: prepare_noise((1, 4, -2, 2, 2), None, NoiseOptions.pure()), "positive"),
+    (lambda: prepare_noise((1, 4, 2, 2, 2), None, NoiseOptions.short(), prior_latent=torch.full((1, 4, 2, 2), float("nan"))),
+     "NaN"),
+    (lambda: prepare_noise((1, 4, 2, 2, 2), None, NoiseOptions.short(), prior_latent=np.zeros((1, 4, 2, 2))), "tensor"),
+])
+def test_bad_noise_inputs_raise_clear_errors(make, match: str) -> None:
+    with pytest.raises(SamplingError, match=match):
+        make()

@@ -73,10 +73,6 @@ class Conditions:
 
     # ---------------------------------------------------------------------------------- queries
     @property
-    def is_empty(self) -> bool:
-        return all(getattr(self, k) is None for k in CONDITION_KEYS)
-
-    @property
     def num_frames(self) -> int | None:
         """Number of target frames F implied by dwpose (F + 1 frames), or None without poses."""
         return None if self.dwpose is None else int(self.dwpose.shape[2]) - 1
@@ -84,6 +80,10 @@ class Conditions:
     def validate(self, latent_shape: Sequence[int]) -> None:
         """Check every tensor against the latent (B, 4, F, h, w); raise SamplingError naming the fix."""
         check(len(latent_shape) == 5, f"The latent must be (B, 4, F, h, w); got shape {tuple(latent_shape)}.")
+        for key in CONDITION_KEYS:
+            value = getattr(self, key)
+            check(value is None or isinstance(value, Tensor),
+                  f"Condition {key!r} must be a torch.Tensor or None, got {type(value).__name__}.")
         b, _, f, h, w = (int(s) for s in latent_shape)
         hp, wp = h * LATENT_TO_PIXEL, w * LATENT_TO_PIXEL
         if self.image is not None:

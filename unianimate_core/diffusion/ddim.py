@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .errors import check
-from .schedule import NoiseSchedule
+from .schedule import NoiseSchedule, as_timestep_tensor
 
 
 def predict_x0(schedule: NoiseSchedule, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
@@ -27,7 +27,7 @@ def predict_eps(schedule: NoiseSchedule, x: Tensor, t: Tensor, x0: Tensor) -> Te
     """eps from x_t and x0: official ``(sqrt(1/ab) x - x0) / sqrt(1/ab - 1)``, finite form where ab == 0."""
     eps = (schedule.gather(schedule.sqrt_recip_alphas_cumprod, t, x) * x - x0) \
         / schedule.gather(schedule.sqrt_recipm1_alphas_cumprod, t, x)
-    terminal = schedule.alphas_cumprod[t] == 0
+    terminal = schedule.alphas_cumprod[t.cpu()] == 0
     if bool(terminal.any()):
         finite = (x - schedule.gather(schedule.sqrt_alphas_cumprod, t, x) * x0) \
             / schedule.gather(schedule.sqrt_one_minus_alphas_cumprod, t, x)
@@ -40,11 +40,13 @@ def ddim_step(schedule: NoiseSchedule, x: Tensor, v: Tensor, t: Tensor, t_prev: 
               eta: float = 0.0, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Move x_t (B, C, F, h, w) float32 to x_{t_prev} given the guided v-prediction.
 
-    t, t_prev: (B,) int64 with t_prev < t (t_prev = 0 lands on alpha_bar[0], as official).
+    t, t_prev: (B,) int64 (or ints) with t_prev < t (t_prev = 0 lands on alpha_bar[0], as official); any device.
     eta > 0 adds ``sigma * noise`` (noise like x, required then). Returns (x_prev, x0), both float32.
     """
     check(0.0 <= eta <= 1.0, f"eta must be in 0..1, got {eta}.")
     check(x.dtype == torch.float32, f"The DDIM state must be float32 (got {x.dtype}); the update is done in fp32.")
+    t = as_timestep_tensor(t, x.shape[0], schedule.num_timesteps)
+    t_prev = as_timestep_tensor(t_prev, x.shape[0], schedule.num_timesteps)
     x0 = predict_x0(schedule, x, t, v)
     eps = predict_eps(schedule, x, t, x0)
     alphas = schedule.gather(schedule.alphas_cumprod, t, x)

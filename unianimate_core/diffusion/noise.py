@@ -14,13 +14,14 @@ the offset noise on the CUDA generator, so it cannot be reproduced bit for bit f
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor
 
-from .errors import check
+from .errors import check, check_int, check_number
 from .schedule import NUM_TIMESTEPS, NoiseSchedule
 
 NoisePriorOrder = Literal["offset_then_prior", "prior_then_offset"]
@@ -41,9 +42,9 @@ class NoiseOptions:
     prior_order: NoisePriorOrder = "offset_then_prior"
 
     def __post_init__(self) -> None:
-        check(self.offset_strength >= 0.0, f"offset_strength must be >= 0, got {self.offset_strength}.")
-        check(self.prior_t is None or 0 <= int(self.prior_t) < NUM_TIMESTEPS,
-              f"prior_t must be None or in 0..{NUM_TIMESTEPS - 1}, got {self.prior_t}.")
+        check_number("offset_strength", self.offset_strength, 0.0)
+        if self.prior_t is not None:
+            check_int("prior_t (None = no noise prior)", self.prior_t, 0, NUM_TIMESTEPS - 1)
         check(self.prior_order in PRIOR_ORDERS, f"Unknown prior_order {self.prior_order!r}; use one of {PRIOR_ORDERS}.")
 
     @classmethod
@@ -68,12 +69,13 @@ def draw_noise(shape: Sequence[int], generator: torch.Generator | None = None,
 
     Both are float32 on the generator's device (CPU for a default ``torch.Generator()``).
     """
-    check(len(shape) == 5, f"Noise shape must be (B, 4, F, h, w); got {tuple(shape)}.")
+    check(len(shape) == 5 and all(isinstance(n, numbers.Integral) and n >= 1 for n in shape),
+          f"Noise shape must be five positive integers (B, 4, F, h, w); got {tuple(shape)}.")
     device = generator.device if generator is not None else torch.device("cpu")
-    noise = torch.randn(tuple(shape), generator=generator, dtype=torch.float32, device=device)
+    noise = torch.randn(tuple(int(n) for n in shape), generator=generator, dtype=torch.float32, device=device)
     if not with_offset:
         return noise, None
-    offset = torch.randn((*shape[:3], 1, 1), generator=generator, dtype=torch.float32, device=device)
+    offset = torch.randn((*(int(n) for n in shape[:3]), 1, 1), generator=generator, dtype=torch.float32, device=device)
     return noise, offset
 
 
@@ -105,14 +107,16 @@ def prepare_noise(shape: Sequence[int], generator: torch.Generator | None = None
                   schedule: NoiseSchedule | None = None, device: torch.device | str | None = None) -> Tensor:
     """Draw and combine the starting latent (B, 4, F, h, w) float32 on ``device`` (default: generator's)."""
     noise, offset = draw_noise(shape, generator, with_offset=options.offset_strength > 0)
-    start = combine_noise(noise, offset, options,
-                          None if prior_latent is None else prior_latent.to(noise.device), schedule)
+    start = combine_noise(noise, offset, options, prior_latent, schedule)
     return start if device is None else start.to(device)
 
 
 def _prior_latent(prior_latent: Tensor | None, shape: Sequence[int]) -> Tensor:
     check(prior_latent is not None,
           "The noise prior needs the reference latent (prior_latent); pass it or set NoiseOptions.prior_t=None.")
+    check(isinstance(prior_latent, Tensor) and prior_latent.is_floating_point(),
+          f"prior_latent must be a float tensor (B, 4, h, w), got {type(prior_latent).__name__}.")
+    check(bool(torch.isfinite(prior_latent).all()), "prior_latent (the reference latent) contains NaN or inf values.")  # type: ignore[arg-type]
     ref = prior_latent.unsqueeze(2) if prior_latent.ndim == 4 else prior_latent  # type: ignore[union-attr]
     b, c, f, h, w = shape
     check(ref.ndim == 5 and tuple(ref.shape[:2]) == (b, c) and ref.shape[2] in (1, f) and tuple(ref.shape[3:]) == (h, w),

@@ -5,6 +5,7 @@ pose sequence to ``max_frames`` and generates black-pose frames; we never do).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from .conditions import Conditions
 from .ddim import ddim_step
-from .errors import check
+from .errors import SamplingError, check, check_int, check_number, check_type
 from .guidance import (
     CFG_MODES, CfgMode, Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode,
 )
@@ -48,16 +49,24 @@ class SamplerOptions:
     model_dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
-        check(isinstance(self.steps, int) and 1 <= self.steps <= 1000, f"steps must be in 1..1000, got {self.steps!r}.")
-        check(float(self.guide_scale) == float(self.guide_scale) and abs(float(self.guide_scale)) < 1e6,
-              f"guide_scale must be a finite number, got {self.guide_scale!r}.")
-        check(0.0 <= float(self.eta) <= 1.0, f"eta must be in 0..1 (0 = deterministic DDIM, 1 = DDPM-like), "
-              f"got {self.eta!r}.")
+        check_int("steps", self.steps, 1, 1000)
+        check_number("guide_scale", self.guide_scale, -1e6, 1e6)
+        check_number("eta (0 = deterministic DDIM, 1 = DDPM-like)", self.eta, 0.0, 1.0)
         check(self.timestep_mode in TIMESTEP_MODES,
               f"Unknown timestep_mode {self.timestep_mode!r}; use one of {TIMESTEP_MODES}.")
+        if self.timesteps is not None:  # validated now, not at the first step of a long run
+            check(all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in self.timesteps),
+                  f"timesteps must be integers, got {self.timesteps!r}.")
+            validate_timesteps(torch.tensor([int(t) for t in self.timesteps], dtype=torch.int64))
         check(self.cfg_mode in CFG_MODES, f"Unknown cfg_mode {self.cfg_mode!r}; use one of {CFG_MODES}.")
-        check(self.model_dtype is None or self.model_dtype.is_floating_point,
-              f"model_dtype must be a floating dtype, got {self.model_dtype}.")
+        check(self.model_dtype is None or (isinstance(self.model_dtype, torch.dtype) and self.model_dtype.is_floating_point),
+              f"model_dtype must be None or a floating torch dtype (e.g. torch.float16), got {self.model_dtype!r}.")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as exc:
+                raise SamplingError(f"device {self.device!r} is not a torch device (use e.g. 'cuda', 'cuda:1', "
+                                    f"'cpu', 'mps'): {exc}") from exc
 
     @property
     def guided(self) -> bool:
@@ -66,11 +75,15 @@ class SamplerOptions:
     def schedule_timesteps(self) -> Tensor:
         """The descending timesteps this run visits (S,) int64."""
         if self.timesteps is not None:
-            return validate_timesteps(torch.tensor(self.timesteps, dtype=torch.int64))
+            return validate_timesteps(torch.tensor([int(t) for t in self.timesteps], dtype=torch.int64))
         return ddim_timesteps(self.steps, self.timestep_mode)
 
     def compute_device(self, fallback: torch.device) -> torch.device:
-        return torch.device(self.device) if self.device is not None else fallback
+        device = torch.device(self.device) if self.device is not None else fallback
+        check(device.type != "cuda" or torch.cuda.is_available(),
+              f"device {str(device)!r} was requested but this PyTorch has no usable CUDA; install a CUDA build "
+              "of PyTorch or sample on device='cpu'.")
+        return device
 
     def input_dtype(self) -> torch.dtype:
         return self.model_dtype or torch.float32
@@ -88,11 +101,22 @@ class StepResult:
 
 
 def check_latent(noise: Tensor) -> None:
-    """The starting latent must be a finite float (B, 4, F, h, w) tensor."""
+    """The starting latent must be a finite float (B, 4, F, h, w) tensor with no empty dimension."""
     check(isinstance(noise, Tensor) and noise.ndim == 5 and noise.shape[1] == 4 and noise.is_floating_point(),
           f"The starting latent must be a float tensor (B, 4, F, h, w); got "
           f"{tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__}.")
+    check(noise.numel() > 0, f"The starting latent {tuple(noise.shape)} is empty: it needs at least one sample, "
+          "one frame (one pose) and a non-zero size.")
     check(bool(torch.isfinite(noise).all()), "The starting latent contains NaN or inf values.")
+
+
+def check_run_inputs(model: Model, noise: Tensor, cond: Conditions, options: SamplerOptions) -> None:
+    """Argument types and the latent/condition shapes shared by every sampling entry point."""
+    check(callable(model), f"model must be callable as model(x, t, **conditions), got {type(model).__name__}.")
+    check_type("cond", cond, Conditions, "build it with Conditions.build(...) (Conditions() = unconditional).")
+    check_type("options", options, SamplerOptions, "pass SamplerOptions(...) (or leave it out for the defaults).")
+    check_latent(noise)
+    cond.validate(noise.shape)
 
 
 def check_finite_state(x: Tensor, t: int) -> None:
@@ -118,8 +142,7 @@ def iter_sample_video(model: Model, noise: Tensor, cond: Conditions, options: Sa
     The state lives on the compute device; results are float32 there. ``tracker`` (internal) lets a
     caller that runs several clips share one progress count.
     """
-    check_latent(noise)
-    cond.validate(noise.shape)
+    check_run_inputs(model, noise, cond, options)
     schedule = schedule or NoiseSchedule.unianimate()
     timesteps = options.schedule_timesteps()
     prev = previous_timesteps(timesteps)

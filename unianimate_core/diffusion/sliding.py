@@ -21,8 +21,9 @@ from .conditions import Conditions
 from .ddim import ddim_step
 from .guidance import Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode
 from .progress import CancelFn, ProgressFn, ProgressTracker
+from .errors import check_type
 from .sampler import (
-    SamplerOptions, StepResult, check_finite_state, check_latent, draw_step_noise,
+    SamplerOptions, StepResult, check_finite_state, check_run_inputs, draw_step_noise,
 )
 from .schedule import NoiseSchedule
 from .timesteps import previous_timesteps
@@ -47,8 +48,8 @@ def iter_sample_long_sliding(model: Model, noise: Tensor, cond: Conditions,
     (dwpose (B, 3, F + 1, H, W), may be uint8 and on the CPU). Yields StepResult with x and x0 on
     the storage device, float32. ``progress`` counts window groups (total = steps x groups).
     """
-    check_latent(noise)
-    cond.validate(noise.shape)
+    check_run_inputs(model, noise, cond, options)
+    check_type("windows", windows, SlidingWindowOptions, "pass SlidingWindowOptions(...) after the sampler options.")
     schedule = schedule or NoiseSchedule.unianimate()
     timesteps = options.schedule_timesteps()
     prev = previous_timesteps(timesteps)

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .errors import check
+from .errors import check, check_int
 from .schedule import NUM_TIMESTEPS
 
 TimestepMode = Literal["official", "trailing"]
@@ -26,7 +26,7 @@ TIMESTEP_MODES: tuple[str, ...] = ("official", "trailing")
 
 def official_ddim_timesteps_raw(num_steps: int, num_timesteps: int = NUM_TIMESTEPS) -> Tensor:
     """The official list verbatim (may contain 999, possibly twice). Descending int64."""
-    _check_num_steps(num_steps, num_timesteps)
+    num_steps = _check_num_steps(num_steps, num_timesteps)
     stride = num_timesteps // num_steps
     steps = (1 + torch.arange(0, num_timesteps, stride, dtype=torch.int64)).clamp(0, num_timesteps - 1)
     return steps.flip(0)
@@ -40,7 +40,7 @@ def ddim_timesteps(num_steps: int, mode: TimestepMode = "official",
     trailing: exactly N steps, ``round(T - k * T / N) - 1`` for k = 0..N-1 (starts at 999).
     """
     check(mode in TIMESTEP_MODES, f"Unknown timestep mode {mode!r}; use one of {TIMESTEP_MODES}.")
-    _check_num_steps(num_steps, num_timesteps)
+    num_steps = _check_num_steps(num_steps, num_timesteps)
     if mode == "official":
         return torch.unique(official_ddim_timesteps_raw(num_steps, num_timesteps)).flip(0)
     k = torch.arange(num_steps, dtype=torch.float64)
@@ -70,6 +70,5 @@ def validate_timesteps(timesteps: Tensor, num_timesteps: int = NUM_TIMESTEPS) ->
     return t.to(torch.int64)
 
 
-def _check_num_steps(num_steps: int, num_timesteps: int) -> None:
-    check(isinstance(num_steps, int) and not isinstance(num_steps, bool) and 1 <= num_steps <= num_timesteps,
-          f"steps must be an integer in 1..{num_timesteps}, got {num_steps!r}.")
+def _check_num_steps(num_steps: int, num_timesteps: int) -> int:
+    return check_int("steps", num_steps, 1, num_timesteps)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import check
+from .errors import check, check_int
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,10 @@ class SlidingWindowOptions:
     context_batch_size: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("context_size", self.context_size, 1)
-        _check_int("context_overlap", self.context_overlap, 0)
-        _check_int("context_stride", self.context_stride, 1)
-        _check_int("context_batch_size", self.context_batch_size, 1)
+        check_int("context_size", self.context_size, 1)
+        check_int("context_overlap", self.context_overlap, 0)
+        check_int("context_stride", self.context_stride, 1)
+        check_int("context_batch_size", self.context_batch_size, 1)
         check(self.context_overlap < self.context_size,
               f"context_overlap ({self.context_overlap}) must be smaller than context_size ({self.context_size}); "
               "otherwise windows would never advance.")
@@ -56,7 +56,7 @@ class SlidingWindowOptions:
 def context_windows(num_frames: int, context_size: int = 32, context_stride: int = 1,
                     context_overlap: int = 8) -> list[list[int]]:
     """Frame indices of every window, in processing order; every window has min(size, F) frames."""
-    _check_int("num_frames", num_frames, 1)
+    check_int("num_frames", num_frames, 1)
     SlidingWindowOptions(context_size, context_overlap, context_stride)  # validates the rest
     if num_frames <= context_size:
         return [list(range(num_frames))]
@@ -75,7 +75,3 @@ def context_windows(num_frames: int, context_size: int = 32, context_stride: int
                 windows.append(window)
     return windows
 
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-          f"{name} must be an integer >= {minimum}, got {value!r}.")
