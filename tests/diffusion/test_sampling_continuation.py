@@ -207,11 +207,46 @@ def test_progress_counts_steps_over_all_segments() -> None:
 @pytest.mark.parametrize("bad", [
     dict(decode_last_frame=lambda z: torch.zeros(1, 3, 8, 8)),
     dict(decode_last_frame=lambda z: torch.full((1, 3, 16, 16), float("nan"))),
+    dict(decode_last_frame=lambda z: torch.full((1, 3, 16, 16), -1.0)),  # a [-1, 1] VAE output
+    dict(decode_last_frame=lambda z: torch.full((1, 3, 16, 16), 200.0)),  # 0..255 floats
+    dict(decode_last_frame=None),
 ])
 def test_bad_decoder_output_is_reported(bad: dict) -> None:
     with pytest.raises(SamplingError, match="decode_last_frame"):
         sample_long_continuation(RecordingModel(), encoded_conditions(6), SamplerOptions(steps=2),
                                  ContinuationOptions(4), generator=torch.Generator().manual_seed(0), **bad)
+
+
+def test_decoder_overshoot_is_clamped_not_refused() -> None:
+    """VAE decodes overshoot [0, 1] slightly; that is clamped (only a wrong range is refused)."""
+    segments = list(iter_sample_long_continuation(
+        RecordingModel(), encoded_conditions(6), SamplerOptions(steps=2), ContinuationOptions(4),
+        decode_last_frame=lambda z: torch.full((1, 3, 16, 16), 1.05), generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(segments[1].first_frame, torch.ones(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(make_noise=lambda i, shape, prior: torch.randn(1, 4, 2, 2, 2)), "make_noise must return"),
+    (dict(cond=Conditions(dwpose=torch.zeros(1, 3, 16, 16))), r"dwpose, \(B, 3, F \+ 1, H, W\)"),
+    (dict(options=ContinuationOptions(4)), "options must be a SamplerOptions"),  # options in the wrong slot
+    (dict(prior_latent=torch.zeros(4, 2, 2)), "prior_latent"),
+    (dict(anchor_pixels=torch.rand(3, 3, 16, 16), continuation=ContinuationOptions(4, colour_anchor=0.5)),
+     "anchor_pixels"),
+])
+def test_bad_continuation_inputs_are_reported(bad: dict, match: str) -> None:
+    args = dict(cond=encoded_conditions(6), options=SamplerOptions(steps=2), continuation=ContinuationOptions(4))
+    args.update(bad)
+    cond, options, continuation = args.pop("cond"), args.pop("options"), args.pop("continuation")
+    with pytest.raises(SamplingError, match=match):
+        sample_long_continuation(RecordingModel(), cond, options, continuation, decode_last_frame=decode_stub,
+                                 generator=torch.Generator().manual_seed(0), **args)
+
+
+def test_one_pixel_or_flat_colour_anchor_gives_no_nan() -> None:
+    pixels = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for anchor in (torch.full((1, 3, 1, 1), 0.4), torch.full((1, 3, 16, 16), 0.4)):
+        out = anchor_colours(pixels, anchor, 1.0)
+        torch.testing.assert_close(out, torch.full_like(pixels, 0.4))  # flat anchor: flat result at its mean
 
 
 def test_prior_without_reference_latent_is_reported() -> None:

@@ -20,12 +20,15 @@ import torch
 from torch import Tensor
 
 from .conditions import LATENT_TO_PIXEL, Conditions, pixels_to_float
-from .errors import check
+from .errors import check, check_type
 from .guidance import Model
 from .noise import NoiseOptions, prepare_noise
 from .progress import CancelFn, ProgressFn, ProgressTracker
 from .sampler import SamplerOptions, iter_sample_video
 from .schedule import NoiseSchedule
+
+_RANGE_SLACK = 0.5
+"""How far decoded pixels may leave [0, 1] before they are refused (VAE overshoot is clamped)."""
 
 PriorSource = Literal["reference", "last_frame"]
 PRIOR_SOURCES: tuple[str, ...] = ("reference", "last_frame")
@@ -112,9 +115,10 @@ def anchor_colours(pixels: Tensor, anchor: Tensor, strength: float) -> Tensor:
     """
     if strength == 0.0:
         return pixels
-    mean_p, std_p = pixels.mean(dim=(2, 3), keepdim=True), pixels.std(dim=(2, 3), keepdim=True)
+    # population std (correction 0): a one-pixel anchor has std 0, not NaN
+    mean_p, std_p = pixels.mean(dim=(2, 3), keepdim=True), pixels.std(dim=(2, 3), keepdim=True, correction=0)
     anchor = anchor.to(pixels)
-    mean_a, std_a = anchor.mean(dim=(2, 3), keepdim=True), anchor.std(dim=(2, 3), keepdim=True)
+    mean_a, std_a = anchor.mean(dim=(2, 3), keepdim=True), anchor.std(dim=(2, 3), keepdim=True, correction=0)
     matched = (pixels - mean_p) / std_p.clamp(min=1e-6) * std_a + mean_a
     return (pixels + strength * (matched - pixels)).clamp(0.0, 1.0)
 
@@ -136,7 +140,16 @@ def iter_sample_long_continuation(
     randomref frame 0. anchor_pixels: colour anchor (B, 3, H, W); defaults to local_image frame 0.
     ``progress`` counts denoising steps over all segments.
     """
-    check(cond.dwpose is not None, "Continuation needs the pose sequence (dwpose) to know how many frames to make.")
+    check(callable(model), f"model must be callable as model(x, t, **conditions), got {type(model).__name__}.")
+    check_type("cond", cond, Conditions, "build it with Conditions.build(...).")
+    check_type("options", options, SamplerOptions, "pass SamplerOptions(...) before the ContinuationOptions.")
+    check_type("continuation", continuation, ContinuationOptions, "pass ContinuationOptions(...) after the sampler options.")
+    check_type("noise", noise, NoiseOptions, "pass NoiseOptions(...), e.g. NoiseOptions.short().")
+    check(callable(decode_last_frame), "decode_last_frame must be a function latent (B, 4, h, w) -> pixels (B, 3, H, W) "
+          "in [0, 1] (the VAE decode of one frame).")
+    check(isinstance(cond.dwpose, Tensor) and cond.dwpose.ndim == 5,
+          "Continuation needs the pose sequence (dwpose, (B, 3, F + 1, H, W)) to know how many frames to make; got "
+          f"{tuple(cond.dwpose.shape) if isinstance(cond.dwpose, Tensor) else type(cond.dwpose).__name__}.")
     b, _, f1, hp, wp = cond.dwpose.shape  # type: ignore[union-attr]
     check(hp % LATENT_TO_PIXEL == 0 and wp % LATENT_TO_PIXEL == 0,
           f"Pose frames must be a multiple of 8 pixels in each dimension, got {hp}x{wp}.")
@@ -147,7 +160,7 @@ def iter_sample_long_continuation(
     plan = plan_segments(f1 - 1, continuation.segment_length)
     tracker = ProgressTracker(len(plan) * len(options.schedule_timesteps()), progress, should_cancel)
     reference_prior = _reference_prior(prior_latent, cond)
-    anchor = _anchor(anchor_pixels, cond) if continuation.colour_anchor > 0 else None
+    anchor = _anchor(anchor_pixels, cond, b) if continuation.colour_anchor > 0 else None
     if noise.prior_t is not None and make_noise is None:
         check(reference_prior is not None, "The noise prior needs a reference latent: pass prior_latent, use "
               "conditions with randomref, or set NoiseOptions.prior_t=None.")
@@ -161,9 +174,14 @@ def iter_sample_long_continuation(
         use_last = index > 0 and continuation.prior_source == "last_frame"
         prior = last_latent if use_last else reference_prior
         shape = (b, 4, len(frames), h, w)
-        start = (make_noise(index, shape, prior) if make_noise is not None
-                 else prepare_noise(shape, generator, noise, prior if noise.prior_t is not None else None,
-                                    schedule, device=storage))
+        if make_noise is not None:
+            start = make_noise(index, shape, prior)
+            check(isinstance(start, Tensor) and tuple(start.shape) == shape,
+                  f"make_noise must return the starting latent of segment {index} shaped {shape}; got "
+                  f"{tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__}.")
+        else:
+            start = prepare_noise(shape, generator, noise, prior if noise.prior_t is not None else None,
+                                  schedule, device=storage)
         x = start
         for step in iter_sample_video(model, start, seg_cond, options, schedule=schedule, generator=generator,
                                       tracker=tracker):
@@ -206,23 +224,32 @@ def _hand_over(decode: DecodeFn, latent: Tensor, shape: tuple[int, ...], anchor:
           f"{tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__}.")
     pixels = pixels_to_float(pixels).to(torch.float32)
     check(bool(torch.isfinite(pixels).all()), "decode_last_frame returned NaN/inf pixels.")
+    # A decoder returning [-1, 1] or 0..255 floats would silently become a black or white condition.
+    low, high = float(pixels.min()), float(pixels.max())
+    check(low >= -_RANGE_SLACK and high <= 1.0 + _RANGE_SLACK,
+          f"decode_last_frame must return pixels in [0, 1]; got values in [{low:.3g}, {high:.3g}]. Map a [-1, 1] "
+          "VAE output with (x + 1) / 2, divide 0..255 values by 255.")
     pixels = pixels.clamp(0.0, 1.0)
     return pixels if anchor is None else anchor_colours(pixels, anchor.to(pixels.device), strength)
 
 
 def _reference_prior(prior_latent: Tensor | None, cond: Conditions) -> Tensor | None:
     if prior_latent is not None:
+        check(isinstance(prior_latent, Tensor) and prior_latent.ndim in (4, 5),
+              "prior_latent must be the reference latent (B, 4, h, w) or (B, 4, F, h, w); got "
+              f"{tuple(prior_latent.shape) if isinstance(prior_latent, Tensor) else type(prior_latent).__name__}.")
         return prior_latent.unsqueeze(2) if prior_latent.ndim == 4 else prior_latent[:, :, :1]
     return None if cond.randomref is None else cond.randomref[:, :, :1]
 
 
-def _anchor(anchor_pixels: Tensor | None, cond: Conditions) -> Tensor:
+def _anchor(anchor_pixels: Tensor | None, cond: Conditions, batch: int) -> Tensor:
     if anchor_pixels is None:
         check(cond.local_image is not None,
               "colour_anchor > 0 needs anchor_pixels (the reference image, (B, 3, H, W) in [0, 1]) or a local_image.")
         anchor_pixels = cond.local_image[:, :, 0]  # type: ignore[index]
+    check(isinstance(anchor_pixels, Tensor), f"anchor_pixels must be a tensor (B, 3, H, W), got {type(anchor_pixels).__name__}.")
     if anchor_pixels.ndim == 5:
         anchor_pixels = anchor_pixels[:, :, 0]
-    check(anchor_pixels.ndim == 4 and anchor_pixels.shape[1] == 3,
-          f"anchor_pixels must be (B, 3, H, W); got {tuple(anchor_pixels.shape)}.")
+    check(anchor_pixels.ndim == 4 and anchor_pixels.shape[1] == 3 and anchor_pixels.shape[0] in (1, batch),
+          f"anchor_pixels must be (B, 3, H, W) with B = 1 or {batch}; got {tuple(anchor_pixels.shape)}.")
     return pixels_to_float(anchor_pixels).to(torch.float32)
