@@ -4,32 +4,33 @@ Two folder names are registered (once, from ``comfy_entrypoint``):
 
 * ``unianimate`` - the UNet checkpoints (``models/unianimate`` by default). Users can add folders
   with ``extra_model_paths.yaml`` (``unianimate: path``); ComfyUI applies that file before packs load,
-  so an existing entry is extended, never replaced. Legacy folder: ``checkpoints/`` of an older
-  UniAnimate pack (``custom_nodes/ComfyUI-UniAnimate*/checkpoints``), where existing users keep
-  ``unianimate_16f_32f_non_ema_223000.pth``.
+  so an existing entry is extended, never replaced. Legacy folders: where an older UniAnimate pack
+  (``custom_nodes/ComfyUI-UniAnimate*``) keeps ``unianimate_16f_32f_non_ema_223000.pth``
+  (``checkpoints/``, ``UniAnimate/checkpoints/``, ``checkpoints/iic/unianimate/``).
 * ``dwpose`` - the DWPose ONNX files ``yolox_l.onnx`` and ``dw-ll_ucoco_384.onnx``
-  (``models/dwpose`` by default). Also searched: ``models/unianimate``, the legacy pack's
-  ``checkpoints/`` and comfyui_controlnet_aux's download cache ``ckpts/yzd-v/DWPose``.
+  (``models/dwpose`` by default). Also searched: ``models/unianimate``, ``models/checkpoints``, the
+  legacy folders above and comfyui_controlnet_aux's download cache (``ckpts/yzd-v/DWPose``, or
+  ``$AUX_ANNOTATOR_CKPTS_PATH/yzd-v/DWPose``).
 
-A new folder entry gets ComfyUI's model extensions; ComfyUI's own ``add_model_folder_path`` would
-create it with an empty extension set, which means "list every file" (README.txt included).
+The legacy and controlnet_aux folders are the ones the headless pipeline searches
+(``unianimate_core.pipeline.models``), so nodes and command line find the same files; only folders
+that exist at startup are registered. A new folder entry gets ComfyUI's model extensions; ComfyUI's
+own ``add_model_folder_path`` would create it with an empty extension set, which means "list every
+file" (README.txt included).
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Iterable
 
 import folder_paths
 
-log = logging.getLogger("UniAnimate")
+from ..unianimate_core.pipeline.models import controlnet_aux_dirs, legacy_pack_dirs
 
 UNET_FOLDER = "unianimate"
 POSE_FOLDER = "dwpose"
 POSE_EXTENSIONS = {".onnx"}
-LEGACY_PACK_PREFIX = "comfyui-unianimate"
-CONTROLNET_AUX_DWPOSE = ("ckpts", "yzd-v", "DWPose")
 
 
 def register_model_folders() -> None:
@@ -39,7 +40,9 @@ def register_model_folders() -> None:
     for legacy in legacy_unet_dirs():
         folder_paths.add_model_folder_path(UNET_FOLDER, legacy)
     _ensure_folder(POSE_FOLDER, os.path.join(models_dir, POSE_FOLDER), POSE_EXTENSIONS)
-    for extra in [os.path.join(models_dir, UNET_FOLDER), *legacy_unet_dirs(), *controlnet_aux_dwpose_dirs()]:
+    shared = [os.path.join(models_dir, UNET_FOLDER), os.path.join(models_dir, "checkpoints")]
+    for extra in [*shared, *legacy_unet_dirs(), *_existing(d for root in _custom_node_roots()
+                                                           for d in controlnet_aux_dirs(root))]:
         folder_paths.add_model_folder_path(POSE_FOLDER, extra)
 
 
@@ -54,30 +57,21 @@ def _ensure_folder(name: str, default_dir: str, extensions: Iterable[str]) -> No
     folder_paths.folder_names_and_paths[name] = (paths, set(exts) | set(extensions))
 
 
-def _custom_node_dirs() -> list[Path]:
-    try:
-        roots = folder_paths.get_folder_paths("custom_nodes")
-    except KeyError:
-        return []
-    found = []
-    for root in roots:
-        try:
-            found.extend(p for p in sorted(Path(root).iterdir()) if p.is_dir())
-        except OSError:
-            continue
-    return found
+def _custom_node_roots() -> list[Path]:
+    return [Path(d) for d in searched_folders("custom_nodes")]
+
+
+def _existing(dirs: Iterable[Path]) -> list[str]:
+    out: list[str] = []
+    for d in dirs:
+        if d.is_dir() and str(d) not in out:
+            out.append(str(d))
+    return out
 
 
 def legacy_unet_dirs() -> list[str]:
-    """``checkpoints/`` folders of older UniAnimate packs (any ``ComfyUI-UniAnimate*`` directory)."""
-    return [str(d / "checkpoints") for d in _custom_node_dirs()
-            if d.name.lower().startswith(LEGACY_PACK_PREFIX) and (d / "checkpoints").is_dir()]
-
-
-def controlnet_aux_dwpose_dirs() -> list[str]:
-    """comfyui_controlnet_aux's DWPose download cache, if that pack is installed and has used it."""
-    return [str(d.joinpath(*CONTROLNET_AUX_DWPOSE)) for d in _custom_node_dirs()
-            if "controlnet_aux" in d.name.lower() and d.joinpath(*CONTROLNET_AUX_DWPOSE).is_dir()]
+    """Model folders of installed older UniAnimate packs (any ``ComfyUI-UniAnimate*`` directory)."""
+    return _existing(d for root in _custom_node_roots() for d in legacy_pack_dirs(root))
 
 
 def searched_folders(name: str) -> list[str]:
@@ -96,14 +90,3 @@ def unet_files() -> list[str]:
 
 def pose_files() -> list[str]:
     return folder_paths.get_filename_list(POSE_FOLDER)
-
-
-def find_pose_file(filename: str) -> str | None:
-    """Full path of a DWPose file by name (e.g. ``yolox_l.onnx``) in the ``dwpose`` folders."""
-    direct = folder_paths.get_full_path(POSE_FOLDER, filename)
-    if direct:
-        return direct
-    for name in pose_files():
-        if os.path.basename(name) == filename:
-            return folder_paths.get_full_path(POSE_FOLDER, name)
-    return None

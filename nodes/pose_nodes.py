@@ -14,7 +14,6 @@ from typing import Any, Optional
 
 import comfy.model_management as mm
 import comfy.utils
-import folder_paths
 import numpy as np
 import torch
 from comfy_api.latest import io
@@ -23,7 +22,7 @@ from ..unianimate_core.errors import PoseError
 from ..unianimate_core.pose.align import AlignConfig, align_poses
 from ..unianimate_core.pose.dwpose import EstimatorCache
 from ..unianimate_core.pose.keypoints import PoseFrame
-from ..unianimate_core.pose.models import DWPOSE_DETECTOR, DWPOSE_POSE_MODEL, default_search_dirs, find_model_file
+from ..unianimate_core.pose.models import DWPOSE_DETECTOR, DWPOSE_POSE_MODEL, find_model_file
 from ..unianimate_core.pose.pose_keypoint import from_pose_keypoint, to_pose_keypoint
 from ..unianimate_core.pose.render import render_pose
 from ..unianimate_core.pose.selection import SELECT_MODES
@@ -41,19 +40,6 @@ _estimators = EstimatorCache()
 
 
 # ------------------------------------------------------------------------------------ helpers
-def pose_search_dirs() -> list[Path]:
-    """The ``dwpose`` folders (incl. extra_model_paths.yaml), then the core's known legacy places."""
-    custom = folders.searched_folders("custom_nodes")
-    dirs = [Path(d) for d in folders.searched_folders(folders.POSE_FOLDER)]
-    for i, root in enumerate(custom or [None]):
-        dirs += default_search_dirs(folder_paths.models_dir if i == 0 else None, root)
-    unique: list[Path] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
-
-
 def model_options(default: str) -> list[str]:
     """Files for a model combo; the official name is always offered (validation explains a missing one)."""
     names = [os.path.basename(n) for n in folders.pose_files()]
@@ -61,7 +47,8 @@ def model_options(default: str) -> list[str]:
 
 
 def find_pose_model(name: str) -> Path:
-    return find_model_file(name, pose_search_dirs())
+    """A DWPose file by name in the ``dwpose`` folders (see folders.py); the error lists them all."""
+    return find_model_file(name, folders.searched_folders(folders.POSE_FOLDER))
 
 
 def rgb_to_image(frames: np.ndarray) -> torch.Tensor:

@@ -5,6 +5,8 @@ import asyncio
 import inspect
 import os
 
+import pytest
+
 
 NODE_IDS = {
     "LoadUniAnimateModel": "LoadUniAnimateModel",
@@ -104,7 +106,19 @@ def test_legacy_locations_are_searched(host):
     assert not any("SomethingElse" in p for p in fp.get_folder_paths("unianimate"))
     # the likely UniAnimate file is offered first
     assert host.pack.nodes.folders.unet_files()[0] == "unianimate_16f_32f_non_ema_223000.pth"
-    folders = host.pack.nodes.folders
-    assert folders.find_pose_file("yolox_l.onnx") == str(aux / "yolox_l.onnx")
-    assert folders.find_pose_file("dw-ll_ucoco_384.onnx") == str(old / "dw-ll_ucoco_384.onnx")
-    assert folders.find_pose_file("missing.onnx") is None
+    find = host.pack.nodes.pose_nodes.find_pose_model
+    assert find("yolox_l.onnx") == aux / "yolox_l.onnx"
+    assert find("dw-ll_ucoco_384.onnx") == old / "dw-ll_ucoco_384.onnx"
+    with pytest.raises(ValueError, match="missing.onnx.*was not found"):
+        find("missing.onnx")
+    # the same folders as the command line searches (one shared definition of the legacy places)
+    cli = host.pack.unianimate_core.pipeline.models.search_dirs([], environ={"COMFYUI_PATH": str(host.base)})
+    assert old in cli and aux in cli
+
+
+def test_dwpose_combo_lists_files_from_every_dwpose_folder(host):
+    (host.models / "unianimate").mkdir(parents=True)
+    (host.models / "unianimate" / "yolox_l.onnx").write_bytes(b"x")
+    (host.models / "unianimate" / "unet.pth").write_bytes(b"x")
+    host.pack.nodes.folders.register_model_folders()
+    assert host.pack.nodes.folders.pose_files() == ["yolox_l.onnx"]  # .onnx only

@@ -67,6 +67,29 @@ def _model_dirs(base: Path) -> list[Path]:
     return [base] + [base / sub for sub in MODEL_SUBDIRS]
 
 
+def legacy_pack_dirs(custom_nodes: Path) -> list[Path]:
+    """Where installed older UniAnimate packs (``custom_nodes/ComfyUI-UniAnimate*``) keep model files.
+
+    Shared with the ComfyUI nodes (``nodes/folders.py``), so both find the same files.
+    """
+    return [pack / sub for pack in _packs(custom_nodes) if pack.name.lower().startswith(LEGACY_PACK_PREFIX)
+            for sub in LEGACY_SUBDIRS]
+
+
+def controlnet_aux_dirs(custom_nodes: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """comfyui_controlnet_aux's DWPose download cache (``$AUX_ANNOTATOR_CKPTS_PATH`` first)."""
+    env = os.environ if environ is None else environ
+    dirs = [Path(env["AUX_ANNOTATOR_CKPTS_PATH"]) / "yzd-v" / "DWPose"] if env.get("AUX_ANNOTATOR_CKPTS_PATH") else []
+    return dirs + [pack / AUX_DWPOSE for pack in _packs(custom_nodes) if "controlnet_aux" in pack.name.lower()]
+
+
+def _packs(custom_nodes: Path) -> list[Path]:
+    try:
+        return sorted(p for p in custom_nodes.iterdir() if p.is_dir())
+    except OSError:  # no such folder (yet)
+        return []
+
+
 def search_dirs(models: Iterable[str | os.PathLike] = (), environ: Mapping[str, str] | None = None,
                 cwd: Path | None = None) -> list[Path]:
     """Every folder searched for model files, in order (existing or not; duplicates removed)."""
@@ -78,13 +101,8 @@ def search_dirs(models: Iterable[str | os.PathLike] = (), environ: Mapping[str, 
         dirs += _model_dirs(Path(d))
     for root in comfyui_roots(env):
         dirs += [root / "models" / sub for sub in MODEL_SUBDIRS]
-        nodes = root / "custom_nodes"
-        if nodes.is_dir():
-            for pack in sorted(nodes.iterdir()):
-                if pack.is_dir() and pack.name.lower().startswith(LEGACY_PACK_PREFIX):
-                    dirs += [pack / sub for sub in LEGACY_SUBDIRS]
-                if pack.is_dir() and "controlnet_aux" in pack.name.lower():
-                    dirs.append(pack / AUX_DWPOSE)
+        dirs += legacy_pack_dirs(root / "custom_nodes")
+        dirs += controlnet_aux_dirs(root / "custom_nodes", {})
     if env.get("AUX_ANNOTATOR_CKPTS_PATH"):
         dirs.append(Path(env["AUX_ANNOTATOR_CKPTS_PATH"]) / "yzd-v" / "DWPose")
     dirs.append((cwd or Path.cwd()) / "checkpoints")
