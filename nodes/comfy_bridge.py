@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import comfy.latent_formats
 import comfy.model_management as mm
@@ -164,5 +164,3 @@ def log_note(note: str) -> None:
     if note:
         log.warning("UniAnimate: %s", note)
 
-
-ProgressFactory = Callable[[int, torch.device], ComfyProgress]

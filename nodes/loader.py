@@ -74,8 +74,11 @@ def build_patcher(path: str, weight_choice: str) -> Any:
     except CheckpointError as exc:
         raise CheckpointError(f"{os.path.basename(path)}: {exc}") from exc
     del sd
-    # ComfyUI's "manual cast": weights stay in weight_dtype, activations run in the device's dtype
+    # ComfyUI's "manual cast": weights stay in weight_dtype, activations run in the device's dtype.
+    # manual_cast_dtype is the attribute ComfyUI's own models carry; its partial loading reads it to
+    # budget the cast copies of offloaded weights.
     unet.compute_dtype = manual_cast
+    unet.manual_cast_dtype = manual_cast
     log.info("UniAnimate: loaded %s (%s temporal layers), weights %s, compute %s, on %s", os.path.basename(path),
              unet.config.temporal, weight_dtype, unet.dtype, offload_device)
     return comfy.model_patcher.ModelPatcher(unet, load_device=load_device, offload_device=offload_device)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from comfy_api.latest import io
@@ -42,8 +42,3 @@ class UniAnimateModel:
     @property
     def weight_dtype(self) -> torch.dtype:
         return self.patcher.model.time_embed[0].weight.dtype
-
-    def describe(self) -> str:
-        cfg: Optional[Any] = getattr(self.unet, "config", None)
-        temporal = getattr(cfg, "temporal", "?")
-        return f"{self.source} ({temporal} temporal layers, weights {self.weight_dtype}, compute {self.compute_dtype})"

@@ -74,6 +74,8 @@ def test_weight_dtype(host, loader, tiny_in_models, choice, dtype):
     assert model.unet.input_blocks[0][0].weight.dtype == dtype
     # the fake device (CPU) asks for manual casting of half weights: activations in fp32
     assert model.compute_dtype == torch.float32 and model.unet.dtype == torch.float32
+    # what ComfyUI's partial loading reads to budget the cast copies (None: no casting needed)
+    assert model.unet.manual_cast_dtype == (None if dtype == torch.float32 else torch.float32)
     x = torch.randn(1, 4, 2, 8, 8)
     with torch.no_grad():
         v = model.unet(x, torch.tensor([500]), image=torch.randn(1, 1, 1024), dwpose=torch.rand(1, 3, 3, 64, 64),
