@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from unianimate_core.diffusion import (
-    Conditions, NoiseOptions, SamplerOptions, SamplingCancelled, SamplingError, prepare_noise, sample_video,
+    Conditions, NoiseOptions, SamplerOptions, SamplingCancelled, SamplingError, iter_sample_video, prepare_noise,
+    sample_video,
 )
 from unianimate_core.diffusion.sliding import count_work_units, sample_long_sliding
 from unianimate_core.diffusion.windows import SlidingWindowOptions
@@ -111,6 +112,7 @@ def test_cancellation_stops_cleanly(how: str, mode: str) -> None:
             return sample_video(model, noise, cond, options, **hooks)
         return sample_long_sliding(model, noise, cond, options, windows, **hooks)
 
+    uninterrupted = run(FakeUNet(batched=False))
     model = FakeUNet(batched=False)
     if how == "should_cancel":
         hooks = dict(should_cancel=lambda: model.calls >= 4)
@@ -125,8 +127,8 @@ def test_cancellation_stops_cleanly(how: str, mode: str) -> None:
         run(model, **hooks)
     assert model.calls == 4  # stopped between model calls, never mid-call
     assert torch.equal(noise, noise_before) and torch.equal(cond.dwpose, dwpose_before)
-    # no hidden state: the same run afterwards equals an uninterrupted run
-    assert torch.equal(run(FakeUNet(batched=False)), run(FakeUNet(batched=False)))
+    # no hidden state: the same run after the interruption equals the one made before it
+    assert torch.equal(run(FakeUNet(batched=False)), uninterrupted)
 
 
 def test_progress_reports_every_window_group_and_previews_at_step_ends() -> None:
@@ -157,13 +159,42 @@ def test_same_seed_same_latent_bitwise_on_cpu() -> None:
     assert not torch.allclose(run(11, 0.0), run(11, 0.7))
 
 
-def test_half_precision_model_keeps_fp32_update() -> None:
+class RecordingHalfUNet(FakeUNet):
+    """Records the dtypes it is given; computes in fp32 and returns fp16 (like an fp16 UNet's output)."""
+
+    def __init__(self, cast_input: bool) -> None:
+        super().__init__(batched=False, out_dtype=torch.float16)
+        self.cast_input = cast_input
+        self.dtypes: set[tuple[torch.dtype, ...]] = set()
+
+    def __call__(self, x, t, image=None, local_image=None, dwpose=None, randomref=None, cond_mask=None):
+        self.dtypes.add(tuple(v.dtype for v in (x, image, dwpose, randomref) if v is not None))
+        if self.cast_input:  # what the sampler hands over with model_dtype=float16
+            x = x.half()
+            image, dwpose, randomref = (None if v is None else v.half() for v in (image, dwpose, randomref))
+        return super().__call__(x.float(), t, image, local_image, dwpose, randomref)
+
+
+def test_half_precision_model_gets_half_inputs_and_the_update_stays_fp32() -> None:
+    """With model_dtype=float16 the model sees fp16 x and conditions, and the DDIM update runs in fp32:
+    the result is bit-identical to an fp32 run whose model rounds its inputs and output through fp16
+    the same way (an fp16 update would differ). guide_scale 1 keeps guidance out of the comparison."""
     noise = torch.randn(1, 4, 3, 2, 2, generator=torch.Generator().manual_seed(0))
-    ref = sample_video(FakeUNet(), noise, conditions(3), SamplerOptions(steps=5))
-    half = sample_video(FakeUNet(out_dtype=torch.float16), noise, conditions(3),
-                        SamplerOptions(steps=5, model_dtype=torch.float16))
-    assert half.dtype == torch.float32
-    torch.testing.assert_close(half, ref, atol=2e-2, rtol=0)
+    half_model = RecordingHalfUNet(cast_input=False)
+    half_steps = list(iter_sample_video(half_model, noise, conditions(3),
+                                        SamplerOptions(steps=5, guide_scale=1.0, model_dtype=torch.float16)))
+    assert half_model.dtypes == {(torch.float16,) * 4}
+    assert all(s.x.dtype == torch.float32 and s.x0.dtype == torch.float32 for s in half_steps)
+    emulated = RecordingHalfUNet(cast_input=True)
+    ref = sample_video(emulated, noise, conditions(3), SamplerOptions(steps=5, guide_scale=1.0))
+    assert emulated.dtypes == {(torch.float32,) * 4}
+    assert torch.equal(half_steps[-1].x, ref)
+    # with guidance the combination runs in the model's output dtype (official); the result stays close
+    guided = sample_video(FakeUNet(out_dtype=torch.float16), noise, conditions(3),
+                          SamplerOptions(steps=5, model_dtype=torch.float16))
+    full = sample_video(FakeUNet(), noise, conditions(3), SamplerOptions(steps=5))
+    assert guided.dtype == torch.float32
+    torch.testing.assert_close(guided, full, atol=2e-2, rtol=0)
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -16,13 +16,9 @@ def _options(case: dict) -> SlidingWindowOptions:
 
 
 def _sane_cases(long_windows: dict) -> list[dict]:
-    return [c for c in long_windows["cases"] if "error" not in c and c["F"] >= c["context_size"]]
-
-
-def test_fixture_covers_the_interesting_lengths(long_windows: dict) -> None:
-    assert len(_sane_cases(long_windows)) >= 8
-    assert any("error" in c for c in long_windows["cases"])
-    assert any(c["F"] < c["context_size"] and "error" not in c for c in long_windows["cases"])
+    cases = [c for c in long_windows["cases"] if "error" not in c and c["F"] >= c["context_size"]]
+    assert len(cases) >= 8  # the comparisons below must not pass vacuously on a filtered-out fixture
+    return cases
 
 
 def test_windows_and_batches_match_official(long_windows: dict) -> None:
@@ -45,7 +41,7 @@ def test_dwpose_frames_per_window_match_official(long_windows: dict) -> None:
 def test_short_sequences_get_one_window_of_real_frames(long_windows: dict) -> None:
     """Deviation: the official scheduler raises (F <= size/2) or builds a rotated window with duplicates."""
     short = [c for c in long_windows["cases"] if c["F"] < c["context_size"]]
-    assert short
+    assert any("error" in c for c in short) and any("error" not in c for c in short)  # both official behaviours
     for case in short:
         if "error" not in case:
             official = case["windows"][0]
