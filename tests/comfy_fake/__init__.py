@@ -8,8 +8,8 @@ restores whatever was there before, so core tests that check "ComfyUI is never i
 affected. `load_pack(name)` imports the repository root as a package under a fixed module name,
 the way ComfyUI imports a custom-node directory (relative imports inside the pack work).
 
-Signatures follow ComfyUI v0.8.0; `tests/host/test_fake_matches_real.py` compares them with a real
-ComfyUI when one is available.
+Signatures follow ComfyUI v0.8.0; `test_fake_matches_real_signatures` in `tests/host/test_comfy_host.py`
+compares them with a real ComfyUI when one is available.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@
 They are cheap deterministic functions, not neural networks; what they preserve is the interface
 (method names, argument names, tensor layouts, value ranges) and the few attributes nodes inspect
 (`latent_channels`, `downscale_ratio`, `latent_dim`, embedding widths). They record their inputs so
-tests can check what a node handed to ComfyUI.
+tests can check what a node handed to ComfyUI. Their method signatures are compared with the real
+classes' by `tests/host/test_comfy_host.py::test_fake_matches_real_signatures`.
 """
 from __future__ import annotations
 

@@ -89,6 +89,7 @@ SIGNATURE_PROBE = textwrap.dedent("""
     import inspect, json
     import folder_paths, latent_preview
     import comfy.model_management as mm, comfy.model_patcher, comfy.utils, comfy.ops, comfy.latent_formats
+    import comfy.ldm.modules.attention as attention
     from comfy_api.latest import io, ComfyExtension
     targets = {
         "mm.load_models_gpu": mm.load_models_gpu, "mm.unet_dtype": mm.unet_dtype,
@@ -114,7 +115,13 @@ SIGNATURE_PROBE = textwrap.dedent("""
     def params(fn):
         return [[p.name, str(p.kind), None if p.default is p.empty else repr(p.default)]
                 for p in inspect.signature(fn).parameters.values()]
+    # the model objects the fake stands in for (comfy_fake.models) and the attention dispatcher (called
+    # positionally as (q, k, v, heads); the real one's first names depend on the chosen kernel)
+    targets.update({"VAE.encode": VAE.encode, "VAE.decode": VAE.decode, "CLIP.tokenize": CLIP.tokenize,
+                    "CLIP.encode_from_tokens": CLIP.encode_from_tokens, "CLIP.clip_layer": CLIP.clip_layer,
+                    "CLIP.clone": CLIP.clone, "ClipVision.encode_image": ClipVision.encode_image})
     out = {k: params(v) for k, v in targets.items()}
+    out["optimized_attention"] = params(attention.optimized_attention)[3:]
     out["ComfyExtension.methods"] = sorted(m for m in dir(ComfyExtension) if not m.startswith("_"))
     out["mm.OOM_EXCEPTION"] = mm.OOM_EXCEPTION.__name__
     print("SIGNATURES" + json.dumps(out))
@@ -125,6 +132,8 @@ def test_fake_matches_real_signatures(comfy_server):
     """Every ComfyUI function/constructor the fake imitates has the same parameters (names, kinds, defaults)."""
     real_run = subprocess.run([str(comfy_server.python), "-c", "import sys; sys.argv = ['probe', '--cpu']\n"
                                "import comfy.options; comfy.options.enable_args_parsing()\n"
+                               "import comfy.sd, comfy.clip_vision\n"
+                               "VAE, CLIP, ClipVision = comfy.sd.VAE, comfy.sd.CLIP, comfy.clip_vision.ClipVisionModel\n"
                                + SIGNATURE_PROBE], cwd=str(comfy_server.root), capture_output=True, text=True,
                               timeout=300)
     assert real_run.returncode == 0, real_run.stderr[-3000:]
@@ -134,6 +143,7 @@ def test_fake_matches_real_signatures(comfy_server):
         from pathlib import Path
         sys.path.insert(0, {tests_dir!r})
         from comfy_fake import install_fake_comfy
+        from comfy_fake.models import FakeVAE as VAE, FakeCLIP as CLIP, FakeClipVision as ClipVision
         install_fake_comfy(Path(tempfile.mkdtemp()))
     """) + SIGNATURE_PROBE], capture_output=True, text=True, timeout=300)
     assert fake_run.returncode == 0, fake_run.stderr[-3000:]
