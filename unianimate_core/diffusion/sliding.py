@@ -59,10 +59,17 @@ def iter_sample_long_sliding(model: Model, noise: Tensor, cond: Conditions,
     b, f = noise.shape[0], noise.shape[2]
     groups = windows.groups(f)
     tracker = ProgressTracker(len(timesteps) * len(groups), progress, should_cancel)
+    # The same every step: frame indices per window and how many windows cover each frame.
+    plan = [(group, [torch.as_tensor(w, dtype=torch.int64, device=storage) for w in group]) for group in groups]
+    count = torch.zeros(f, dtype=torch.float32, device=storage)
+    for _, indices in plan:
+        for idx in indices:
+            count[idx] += 1
+    count = count.view(1, 1, f, 1, 1)
 
     x = noise.to(torch.float32, copy=True)
     for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
-        v = _averaged_prediction(model, x, t, cond, groups, options, call_mode, compute, tracker)
+        v = _averaged_prediction(model, x, t, cond, plan, count, options, call_mode, compute, tracker)
         step_noise = draw_step_noise(x.shape, generator, storage) if options.eta > 0 else None
         x, x0 = ddim_step(schedule, x, v, torch.full((b,), t, dtype=torch.int64),
                           torch.full((b,), t_prev, dtype=torch.int64), float(options.eta), step_noise)
@@ -84,37 +91,33 @@ def sample_long_sliding(model: Model, noise: Tensor, cond: Conditions, options: 
     return x
 
 
-def _averaged_prediction(model: Model, x: Tensor, t: int, cond: Conditions, groups: list[list[list[int]]],
+def _averaged_prediction(model: Model, x: Tensor, t: int, cond: Conditions,
+                         plan: list[tuple[list[list[int]], list[Tensor]]], count: Tensor,
                          options: SamplerOptions, call_mode: str, compute: torch.device,
                          tracker: ProgressTracker) -> Tensor:
     """Window-averaged guided v for the whole clip (B, 4, F, h, w), float32 on x's device.
 
-    Conditional and unconditional predictions are averaged separately and guidance is applied to
-    the averages, in the official order.
+    plan: per window group, the windows and their frame indices (int64 on x's device); count:
+    (1, 1, F, 1, 1) windows covering each frame. Conditional and unconditional predictions are
+    averaged separately and guidance is applied to the averages, in the official order.
     """
-    b, f = x.shape[0], x.shape[2]
+    b = x.shape[0]
     cond_sum = torch.zeros_like(x)
     uncond_sum = torch.zeros_like(x) if call_mode != "cond_only" else None
-    count = torch.zeros(f, dtype=torch.float32, device=x.device)
     dtype = options.input_dtype()
-    for k, group in enumerate(groups):
+    for k, (group, indices) in enumerate(plan):
         tracker.check_cancel()
-        n = len(group[0])
-        x_in = torch.cat([x[:, :, w] for w in group]).to(device=compute, dtype=dtype)
+        x_in = torch.cat([x.index_select(2, idx) for idx in indices]).to(device=compute, dtype=dtype)
         t_in = torch.full((x_in.shape[0],), t, dtype=torch.int64, device=compute)
-        kwargs = cond.windows(group).model_kwargs(n, compute, dtype)
+        kwargs = cond.windows(group).model_kwargs(len(group[0]), compute, dtype)
         c, u = predict_cond_uncond(model, x_in, t_in, kwargs, call_mode)
         del x_in, kwargs
-        for j, window in enumerate(group):
-            idx = torch.as_tensor(window, device=x.device)
-            cond_sum[:, :, idx] += c[j * b:(j + 1) * b].to(device=x.device, dtype=torch.float32)
+        for j, idx in enumerate(indices):
+            cond_sum.index_add_(2, idx, c[j * b:(j + 1) * b].to(device=x.device, dtype=torch.float32))
             if uncond_sum is not None:
-                uncond_sum[:, :, idx] += u[j * b:(j + 1) * b].to(device=x.device, dtype=torch.float32)  # type: ignore[index]
-            count[idx] += 1
+                uncond_sum.index_add_(2, idx, u[j * b:(j + 1) * b].to(device=x.device, dtype=torch.float32))  # type: ignore[index]
         del c, u
-        if k < len(groups) - 1:
+        if k < len(plan) - 1:
             tracker.advance()  # the last group is reported by the caller, after the update
-    shape = (1, 1, f, 1, 1)
-    cond_avg = cond_sum / count.view(shape)
-    uncond_avg = None if uncond_sum is None else uncond_sum / count.view(shape)
-    return apply_guidance(cond_avg, uncond_avg, float(options.guide_scale))
+    uncond_avg = None if uncond_sum is None else uncond_sum / count
+    return apply_guidance(cond_sum / count, uncond_avg, float(options.guide_scale))
