@@ -6,10 +6,13 @@ decodes, a side-by-side preview, and output that is unmistakably labelled as noi
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from unianimate_core.pipeline.cli import main
+from unianimate_core.pipeline.cli import main, read_driving
 from unianimate_core.pipeline.preview import NOISE_BANNER
 from unianimate_core.pipeline.video import probe_video, read_clip
 
@@ -53,3 +56,35 @@ def test_bad_size_is_one_clear_line(tmp_path, capsys, monkeypatch):
     code = main(["demo", "--random-weights", "--width", "100", "--out", str(tmp_path / "d.mp4"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "multiple of 64" in err and "Traceback" not in err
+
+
+DEMO = Path(__file__).resolve().parents[2] / "demo"
+
+
+def test_bad_values_and_paths_stop_with_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    run = ["animate", "--ref", str(DEMO / "reference.png"), "--driving", str(DEMO / "driving.mp4"),
+           "--out", str(tmp_path / "o.mp4"), "--random-weights", "--quiet", "--models", str(tmp_path)]
+    cases = [
+        (run + ["--frame-interval", "0"], "--frame-interval must be >= 1"),
+        (run + ["--long", "windows", "--context-size", "8", "--context-overlap", "8"], "context_overlap"),
+        (run + ["--unet", str(tmp_path / "nope.pth")], "--unet .*nope.pth: no such file"),
+        (["animate", "--ref", str(tmp_path), *run[3:]], "is a folder"),
+        (["extract-poses", "--ref", str(DEMO / "reference.png"), "--driving", str(tmp_path / "empty"),
+          "--out", str(tmp_path / "poses")], "contains no images"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "poses").exists() and not list(tmp_path.glob("o*.mp4"))
+
+
+def test_only_the_driving_frames_the_selection_can_use_are_decoded():
+    clip, interval = read_driving(str(DEMO / "driving.mp4"), frames=3, frame_interval=2, thin=True)
+    assert len(clip.frames) == 5 and interval == 2  # frames 0..4 cover 0, 2, 4
+    clip, interval = read_driving(str(DEMO / "driving.mp4"), frames=None, frame_interval=3, thin=True)
+    assert len(clip.frames) == 6 and interval == 1  # 16 frames thinned while decoding: 0, 3, ..., 15
+    clip, interval = read_driving(str(DEMO / "driving.mp4"), frames=None, frame_interval=3, thin=False)
+    assert len(clip.frames) == 16 and interval == 3  # keypoint files index the file's own frames

@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from unianimate_core.pipeline.errors import PipelineError
 from unianimate_core.pipeline.models import find_models, search_dirs
 
 
@@ -59,5 +61,11 @@ def test_explicit_paths_win_and_search_order_starts_with_models(tmp_path):
     dirs = search_dirs([first, tmp_path / "b"], environ={"UNIANIMATE_MODELS": str(tmp_path / "c")})
     assert dirs[0] == first and dirs.index(tmp_path / "b") < dirs.index(tmp_path / "c")
     _touch(first / "unianimate_16f_32f_non_ema_223000.pth")
-    files = find_models([first], unet=str(tmp_path / "x.safetensors"), environ={})
-    assert files.unet == tmp_path / "x.safetensors"
+    explicit = _touch(tmp_path / "x.safetensors")
+    files = find_models([first], unet=str(explicit), environ={})
+    assert files.unet == explicit
+
+
+def test_explicit_path_that_does_not_exist_is_named_at_once(tmp_path):
+    with pytest.raises(PipelineError, match=r"--vae .*nope.ckpt: no such file"):
+        find_models([], vae=str(tmp_path / "nope.ckpt"), environ={})

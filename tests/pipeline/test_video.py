@@ -51,6 +51,15 @@ def test_missing_or_broken_media_give_media_errors(tmp_path):
         read_clip(tmp_path / "bad.mp4")
     with pytest.raises(MediaError):
         read_image(tmp_path / "bad.mp4")
+    with pytest.raises(MediaError, match="is a folder"):
+        read_image(tmp_path)
+
+
+def test_failed_write_leaves_no_part_file(tmp_path):
+    frames = _frames(3)
+    with pytest.raises(MediaError, match="one size"):
+        write_video(tmp_path / "x.mp4", frames + [np.zeros((8, 8, 3), np.uint8)])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_side_by_side_panels_and_banner():

@@ -19,9 +19,11 @@ from typing import Sequence
 
 from ..errors import UniAnimateError
 
+from .errors import PipelineError
 from .models import ModelFiles, find_models
 from .poses import POSE_BACKENDS
 from .runner import MODES, STRATEGIES, AnimateOptions, animate, describe
+from .video import Clip
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_REFERENCE = "reference.png"
@@ -164,21 +166,31 @@ def _providers(args: argparse.Namespace, files: ModelFiles, random_weights: bool
     return RealModels(files, device, resolve_dtype(args.dtype, device))
 
 
+def read_driving(path: str, frames: int | None, frame_interval: int, thin: bool) -> tuple[Clip, int]:
+    """Decode only the driving frames the selection can use: (clip, frame interval left to apply).
+
+    With ``frames`` the official selection needs at most ``interval * (frames - 1) + 1`` frames. In
+    whole-clip mode (``frames`` None) with ``thin``, every n-th frame is kept while decoding (a long
+    clip never sits in memory in full) and the selection then takes every frame of the thinned clip.
+    ``thin`` must be False when frame indices have to stay those of the file (a keypoints file).
+    """
+    from .video import read_clip
+
+    if frames is None and frame_interval > 1 and thin:
+        return read_clip(path, step=frame_interval), 1
+    limit = None if frames is None else frame_interval * (frames - 1) + 1
+    return read_clip(path, limit=limit), frame_interval
+
+
 def _run(args: argparse.Namespace, reference_path: str, driving_path: str, keypoints: str | None,
          random_weights: bool, files: ModelFiles, option_overrides: dict[str, object]) -> int:
-    from .video import read_clip, read_image
+    from .video import read_image
 
+    options = _options(args, **option_overrides)  # validated before any file is read or model built
     models = _providers(args, files, random_weights)
-    options = _options(args, **option_overrides)
     reference = read_image(reference_path)
-    if options.frames is None and options.frame_interval > 1 and keypoints is None:
-        # whole-clip mode: keep only every n-th frame while decoding (a long clip never sits in
-        # memory in full); the selection is then every frame of the thinned clip
-        clip = read_clip(driving_path, step=options.frame_interval)
-        options = replace(options, frame_interval=1)
-    else:
-        limit = None if options.frames is None else options.frame_interval * (options.frames - 1) + 1
-        clip = read_clip(driving_path, limit=limit)
+    clip, interval = read_driving(driving_path, options.frames, options.frame_interval, thin=keypoints is None)
+    options = replace(options, frame_interval=interval)
     print(f"reference: {reference_path} ({reference.shape[1]}x{reference.shape[0]}); driving: {driving_path} "
           f"({len(clip.frames)} frames read, {clip.size[0]}x{clip.size[1]}, {clip.fps:g} fps)")
     result = animate(models, reference, clip, options, args.out, keypoints_file=keypoints,
@@ -227,12 +239,14 @@ def cmd_extract_poses(args: argparse.Namespace) -> int:
 
     from .frames import select_frames
     from .poses import prepare_poses
-    from .video import read_clip, read_image
+    from .video import read_image
 
     files = find_models(args.models)
     reference = read_image(args.ref)
-    clip = read_clip(args.driving)
-    sel = select_frames(len(clip.frames), args.frames, args.frame_interval)
+    if args.frame_interval < 1:
+        raise PipelineError(f"--frame-interval must be >= 1; got {args.frame_interval}.")
+    clip, interval = read_driving(args.driving, args.frames, args.frame_interval, thin=args.keypoints is None)
+    sel = select_frames(len(clip.frames), args.frames, interval)
     stage = prepare_poses(reference, clip.frames, sel.indices, (args.width, args.height), backend=args.pose_backend,
                           dwpose_files=files.dwpose, keypoints_file=args.keypoints, align=not args.no_align)
     out = Path(args.out)

@@ -23,6 +23,8 @@ from typing import Iterable, Mapping, Sequence
 from ..checkpoint import OFFICIAL_FILENAME
 from ..paths import unique_paths
 
+from .errors import PipelineError
+
 MODEL_SUBDIRS = ("unianimate", "checkpoints", "clip_vision", "vae", "dwpose")
 LEGACY_PACK_PREFIX = "comfyui-unianimate"
 LEGACY_SUBDIRS = ("checkpoints", "UniAnimate/checkpoints", "checkpoints/iic/unianimate")
@@ -168,7 +170,14 @@ class ModelFiles:
 
 def find_models(models: Iterable[str | os.PathLike] = (), unet: str | None = None, clip: str | None = None,
                 vae: str | None = None, environ: Mapping[str, str] | None = None) -> ModelFiles:
-    """Locate every file of a real run; explicit ``unet``/``clip``/``vae`` paths win over the search."""
+    """Locate every file of a real run; explicit ``unet``/``clip``/``vae`` paths win over the search.
+
+    An explicit path that is not a file is an error at once (not a failure after minutes of loading).
+    """
+    for flag, value in (("--unet", unet), ("--clip", clip), ("--vae", vae)):
+        if value and not Path(value).is_file():
+            raise PipelineError(f"{flag} {value}: no such file. Give the path of an existing file, or leave "
+                                f"{flag} out to search the model folders (--models DIR).")
     dirs = search_dirs(models, environ)
     found = ModelFiles(searched=dirs)
     found.unet = Path(unet) if unet else find_first(UNET_NAMES, dirs) or _any_unianimate_file(dirs)

@@ -113,6 +113,15 @@ class AnimateOptions:
             raise PipelineError(f"fps must be in (0, 240]; got {self.fps}.")
         if not (-1e6 < float(self.guidance) < 1e6):
             raise PipelineError(f"guidance must be a finite number; got {self.guidance}.")
+        if self.frame_interval < 1:
+            raise PipelineError(f"--frame-interval must be >= 1 (use every n-th driving frame); got {self.frame_interval}.")
+        if self.frames is not None and self.frames < 2:
+            raise PipelineError(f"--frames must be >= 2 (or 'all'); got {self.frames}.")
+
+    def long_video_options(self) -> tuple[SlidingWindowOptions, ContinuationOptions]:
+        """The window and segment settings, validated (called before anything is loaded)."""
+        return (SlidingWindowOptions(self.context_size, self.context_overlap),
+                ContinuationOptions(segment_length=self.segment_length))
 
     def resolved_strategy(self, num_frames: int) -> str:
         if self.strategy != "auto":
@@ -225,18 +234,18 @@ def _sample(strategy: str, unet: Callable[..., Tensor], cond: Conditions, sample
             options: AnimateOptions, ref: _Reference, vae: LatentCodec, generator: torch.Generator,
             shape: tuple[int, ...], progress: Callable[..., None]) -> Iterator[tuple[int | None, Tensor]]:
     """Yield ``(segment index or None, latents (1, 4, n, h, w))`` as they finish (one item unless continuation)."""
+    windows, continuation = options.long_video_options()
     if strategy == "continuation":
         def decode_last(latent: Tensor) -> Tensor:
             return frames_from_decoded(vae.decode(latent / LATENT_SCALE))
 
         for seg in iter_sample_long_continuation(
-                unet, cond, sampler, ContinuationOptions(segment_length=options.segment_length),
-                decode_last_frame=decode_last, noise=NoiseOptions.short(), generator=generator,
-                prior_latent=ref.latent, progress=progress):  # the prior: first_frame conditions have no randomref
+                unet, cond, sampler, continuation, decode_last_frame=decode_last, noise=NoiseOptions.short(),
+                generator=generator, prior_latent=ref.latent,  # first_frame conditions have no randomref
+                progress=progress):
             yield seg.index, seg.latent
     elif strategy == "windows":
         noise = prepare_noise(shape, generator, NoiseOptions.long(), prior_latent=ref.latent)
-        windows = SlidingWindowOptions(options.context_size, options.context_overlap)
         yield None, sample_long_sliding(unet, noise, cond, sampler, windows, generator=generator, progress=progress)
     else:
         noise = prepare_noise(shape, generator, NoiseOptions.short(), prior_latent=ref.latent)
@@ -276,6 +285,7 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     paths = output_paths(out, models.is_random)
     sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
                              model_dtype=models.dtype)  # validates steps/guidance before anything loads
+    options.long_video_options()  # and the window / segment settings
     selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
     notes = [selection.note] if selection.note else []
     if selection.note:

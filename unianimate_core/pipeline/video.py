@@ -142,6 +142,8 @@ def read_clip(path: str | os.PathLike, limit: int | None = None, step: int = 1) 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one RGB image as uint8 ``(H, W, 3)``, applying its EXIF orientation (as ``cv2.imread`` does)."""
     p = Path(path)
+    if p.is_dir():
+        raise MediaError(f"{p} is a folder; the reference must be one image file (png, jpg, webp ...).")
     if not p.is_file():
         raise MediaError(f"reference image not found: {p}.")
     try:
@@ -204,18 +206,22 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | Sequence
     from fractions import Fraction
 
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        for frame in _chain(first, it):
-            frame = _even(np.asarray(frame, dtype=np.uint8))
-            if frame.shape[:2] != (h, w):
-                raise MediaError(f"all frames must have one size; got {frame.shape[:2]} after {(h, w)}.")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "medium"}
+            for frame in _chain(first, it):
+                frame = _even(np.asarray(frame, dtype=np.uint8))
+                if frame.shape[:2] != (h, w):
+                    raise MediaError(f"all frames must have one size; got {frame.shape[:2]} after {(h, w)}.")
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    except BaseException:  # an error or Ctrl-C: leave no half-written .part behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
     return out
 
