@@ -320,9 +320,9 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
                 bar.close()
                 log("decoding")
             frames = list(to_uint8(decode_latents(vae, latents, options.decode_chunk), options.uint8))
+            finished += frames  # kept even if Ctrl-C comes while its segment file is written
             if segments_dir is not None and index is not None:
                 write_video(segments_dir / f"segment_{index:03d}.mp4", _labelled(frames, banner), fps)
-            finished += frames
     except KeyboardInterrupt:
         interrupted = True
     finally:
