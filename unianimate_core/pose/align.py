@@ -116,21 +116,33 @@ class AlignConfig:
 
     def __post_init__(self) -> None:
         cal = self.calibration
-        if not (cal == "auto" or (isinstance(cal, (int, np.integer)) and not isinstance(cal, bool))):
+        if not (cal == "auto" or _is_int(cal)):
             raise PoseInputError(f"calibration must be 'auto' or a frame index, got {cal!r}.")
-        if self.auto_window < 1:
-            raise PoseInputError(f"auto_window must be >= 1, got {self.auto_window}.")
-        if not (math.isfinite(self.smoothing) and self.smoothing >= 0):
-            raise PoseInputError(f"smoothing must be a finite number >= 0 (frames), got {self.smoothing}.")
+        for name in ("auto_window", "person_index", "reference_index"):
+            value, minimum = getattr(self, name), 1 if name == "auto_window" else 0
+            if not (_is_int(value) and value >= minimum):
+                raise PoseInputError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        if not (_is_number(self.smoothing) and self.smoothing >= 0):
+            raise PoseInputError(f"smoothing must be a finite number >= 0 (frames), got {self.smoothing!r}.")
         if self.bone_metric not in ("normalized", "pixel"):
             raise PoseInputError(f"bone_metric must be 'normalized' or 'pixel', got {self.bone_metric!r}.")
         for name in ("person", "reference_person"):
             if getattr(self, name) not in SELECT_MODES:
                 raise PoseInputError(f"{name} must be one of {SELECT_MODES}, got {getattr(self, name)!r}.")
-        if not (math.isfinite(self.threshold) and math.isfinite(self.min_length) and self.min_length > 0):
-            raise PoseInputError("threshold must be finite and min_length a positive number.")
-        if self.max_ratio is not None and not (math.isfinite(self.max_ratio) and self.max_ratio > 1):
-            raise PoseInputError(f"max_ratio must be None or a finite number > 1, got {self.max_ratio}.")
+        if not (_is_number(self.threshold) and 0 <= self.threshold < 1):
+            raise PoseInputError(f"threshold must be a number in [0, 1) (keypoint confidence), got {self.threshold!r}.")
+        if not (_is_number(self.min_length) and self.min_length > 0):
+            raise PoseInputError(f"min_length must be a positive number, got {self.min_length!r}.")
+        if self.max_ratio is not None and not (_is_number(self.max_ratio) and self.max_ratio > 1):
+            raise PoseInputError(f"max_ratio must be None or a finite number > 1, got {self.max_ratio!r}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -343,18 +355,24 @@ def _default_size(reference: Any, driving: Sequence[Any]) -> tuple[int, int]:
     return (1, 1)
 
 
-def plan_alignment(
-    reference: PoseFrame | Person,
-    driving: Sequence[PoseFrame | Person | None],
-    config: AlignConfig | None = None,
-) -> Alignment | None:
-    """Measure the alignment (global scale, bone ratios, translation); None if no driving frame
-    contains a person. Raises :class:`PoseAlignmentError` when the reference has no person."""
-    cfg = config or AlignConfig()
+class _Inputs(NamedTuple):
+    """The reference and driving frames as PoseFrames, with the selected person of each."""
+
+    ref_frame: PoseFrame
+    ref: Person
+    frames: list[PoseFrame | None]
+    people: list[Person | None]
+
+
+def _prepare(reference: PoseFrame | Person, driving: Sequence[PoseFrame | Person | None], cfg: AlignConfig) -> _Inputs:
+    if driving is None or isinstance(driving, (PoseFrame, Person, str, bytes)) or not hasattr(driving, "__iter__"):
+        raise PoseInputError(f"driving must be a sequence of PoseFrames (one per frame), got {type(driving).__name__}; "
+                             "wrap a single frame in a list.")
+    driving = list(driving)
     size = _default_size(reference, driving)
     ref_frame = _as_frame(reference, size)
     ref = select_person(ref_frame, cfg.reference_person, cfg.reference_index, cfg.threshold)
-    if ref is None or not (ref.scores[:18] > cfg.threshold).any():
+    if ref_frame is None or ref is None or not (ref.scores[:18] > cfg.threshold).any():
         raise PoseAlignmentError(
             "no person (no visible body keypoint) was found in the reference pose, so the driving poses "
             "cannot be aligned to it. Use a reference image showing the person (ideally full body), "
@@ -362,11 +380,16 @@ def plan_alignment(
         )
     frames = [_as_frame(f, size) for f in driving]
     people = [select_person(f, cfg.person, cfg.person_index, cfg.threshold) for f in frames]
-    cal_idx = choose_calibration(people, cfg)
+    return _Inputs(ref_frame, ref, frames, people)
+
+
+def _plan(inputs: _Inputs, cfg: AlignConfig) -> Alignment | None:
+    ref, ref_frame = inputs.ref, inputs.ref_frame
+    cal_idx = choose_calibration(inputs.people, cfg)
     if cal_idx is None:
         return None
-    cal, cal_frame = people[cal_idx], frames[cal_idx]
-    assert cal is not None and cal_frame is not None and ref_frame is not None
+    cal, cal_frame = inputs.people[cal_idx], inputs.frames[cal_idx]
+    assert cal is not None and cal_frame is not None  # choose_calibration only returns frames with a person
     notes: list[str] = []
     x_ratio, y_ratio = _global_ratios(ref, cal, ref_frame.size, cal_frame.size, cfg, notes)
     cal_visible = cal.visible(cfg.threshold)
@@ -377,6 +400,17 @@ def plan_alignment(
     aligned_cal = partial.transform(cal.keypoints, cal_visible)
     offset = _anchor_offset(ref, aligned_cal, cal_visible, cfg, notes)
     return replace(partial, offset=offset, notes=tuple(notes), unmeasured_bones=unmeasured)
+
+
+def plan_alignment(
+    reference: PoseFrame | Person,
+    driving: Sequence[PoseFrame | Person | None],
+    config: AlignConfig | None = None,
+) -> Alignment | None:
+    """Measure the alignment (global scale, bone ratios, translation); None if no driving frame
+    contains a person. Raises :class:`PoseAlignmentError` when the reference has no person."""
+    cfg = config or AlignConfig()
+    return _plan(_prepare(reference, driving, cfg), cfg)
 
 
 def _config(config: AlignConfig | None, overrides: dict[str, Any]) -> AlignConfig:
@@ -402,20 +436,14 @@ def align_poses(
     without a person stay empty.
     """
     cfg = _config(config, overrides)
-    size = _default_size(reference, driving)
-    ref_frame = _as_frame(reference, size)
-    assert ref_frame is not None
-    alignment = plan_alignment(reference, driving, cfg)
-    frames = [_as_frame(f, size) for f in driving]
-    people = [select_person(f, cfg.person, cfg.person_index, cfg.threshold) for f in frames]
+    inputs = _prepare(reference, driving, cfg)
+    alignment = _plan(inputs, cfg)
+    width, height = inputs.ref_frame.size
     if alignment is None:
         logger.warning("pose alignment: no person in any driving frame; returning empty poses.")
-        return [PoseFrame(ref_frame.width, ref_frame.height, []) for _ in frames]
+        return [PoseFrame(width, height, []) for _ in inputs.frames]
     logger.info("pose alignment: %s", alignment.describe())
-    out = [
-        PoseFrame(ref_frame.width, ref_frame.height, [] if p is None else [alignment.apply(p)])
-        for p in people
-    ]
+    out = [PoseFrame(width, height, [] if p is None else [alignment.apply(p)]) for p in inputs.people]
     if cfg.smoothing > 0:
         out = smooth_sequence(out, cfg.smoothing, cfg.threshold)
     return out
