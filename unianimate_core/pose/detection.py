@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._deps import import_cv2
+from .errors import PoseInputError
 
 #: Strides of the three YOLOX heads (grid sizes 80, 40, 20 for a 640 input).
 YOLOX_STRIDES = (8, 16, 32)
@@ -76,8 +77,6 @@ def decode_yolox(
     raw = np.asarray(raw)
     cells, stride_col = grid if grid is not None else yolox_grid(input_size)
     if raw.shape[0] != cells.shape[0]:
-        from .errors import PoseInputError
-
         raise PoseInputError(
             f"the detector returned {raw.shape[0]} anchors but a {input_size[1]}x{input_size[0]} YOLOX input "
             f"has {cells.shape[0]}; is this a YOLOX model (yolox_l.onnx)?"

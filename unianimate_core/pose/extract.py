@@ -43,6 +43,10 @@ def extract_poses(
         raise PoseInputError(f"person must be one of {SELECT_MODES}, got {person!r}.")
     if on_missing not in ("empty", "repeat"):
         raise PoseInputError(f"on_missing must be 'empty' or 'repeat', got {on_missing!r}.")
+    if person == "index" and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise PoseInputError(f"index must be an integer >= 0 (the detection to keep), got {index!r}.")
+    if frames is None or not hasattr(frames, "__iter__"):
+        raise PoseInputError(f"frames must be a sequence of images (H, W, 3), got {type(frames).__name__}.")
     total = len(frames) if hasattr(frames, "__len__") else None  # type: ignore[arg-type]
     # Boxes come best-score first, so the pose model only needs to run on the first ones.
     max_people = None if keep_all or person == "largest" else (1 if person == "score" else index + 1)

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import PoseInputError
+from .errors import PoseInputError, positive_size
 from .keypoints import Person, PoseFrame
 
 FitMode = Literal["stretch", "crop", "pad"]
@@ -24,9 +24,12 @@ def fit_geometry(src_wh: tuple[int, int], dst_wh: tuple[int, int], mode: FitMode
     ``stretch``: independent x/y scales, no offset; ``crop``: uniform scale that covers the
     destination, centred crop; ``pad``: uniform scale that fits inside, centred borders.
     """
-    (sw, sh), (dw, dh) = src_wh, dst_wh
-    if min(sw, sh, dw, dh) <= 0:
-        raise PoseInputError(f"canvas sizes must be positive, got {src_wh} -> {dst_wh}.")
+    try:
+        (sw, sh), (dw, dh) = src_wh, dst_wh
+    except (TypeError, ValueError) as exc:
+        raise PoseInputError(f"canvas sizes must be (width, height) pairs, got {src_wh!r} -> {dst_wh!r}.") from exc
+    sw, sh = positive_size(sw, sh, "source canvas size")
+    dw, dh = positive_size(dw, dh, "target canvas size")
     if mode == "stretch":
         return dw / sw, dh / sh, 0.0, 0.0
     if mode not in ("crop", "pad"):
@@ -41,6 +44,9 @@ def fit_frame(frame: PoseFrame, width: int, height: int, mode: FitMode = "stretc
     Points that leave the canvas keep their (outside) coordinates: renderers clip them, and
     alignment or smoothing still see the whole body.
     """
+    if not isinstance(frame, PoseFrame):
+        raise PoseInputError(f"fit_frame takes a PoseFrame, got {type(frame).__name__}.")
+    width, height = positive_size(width, height, "target canvas size")
     sx, sy, ox, oy = fit_geometry(frame.size, (width, height), mode)
     scale = np.array([frame.width * sx / width, frame.height * sy / height])
     shift = np.array([ox / width, oy / height])

@@ -8,12 +8,17 @@ import numpy as np
 from .errors import PoseInputError
 
 
+_FLOAT_SLACK = 0.5
+"""How far a float image may leave [0, 1] before it is refused instead of clamped."""
+
+
 def to_rgb_uint8(image: Any) -> np.ndarray:
     """Accept one image and return it as a C-contiguous (H, W, 3) uint8 RGB array.
 
     Accepted: numpy arrays or tensors (anything with ``.cpu().numpy()``) shaped (H, W, 3),
     (H, W, 4) (alpha dropped), (H, W, 1) or (H, W) (grey replicated); uint8, or float in [0, 1]
-    (ComfyUI ``IMAGE`` values; converted with ``round(x * 255)``, exact for 8-bit sources).
+    (ComfyUI ``IMAGE`` values; converted with ``round(x * 255)``, exact for 8-bit sources; values
+    slightly outside [0, 1] are clamped, a clearly different range is refused).
     """
     if hasattr(image, "detach"):  # a torch tensor (any device / float dtype, e.g. bfloat16)
         tensor = image.detach()
@@ -36,6 +41,13 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise PoseInputError("the image contains NaN or infinite values.")
+        # Slight overshoot is clamped; a 0..255 or [-1, 1] float image would silently turn white/black.
+        low, high = float(arr.min()), float(arr.max())
+        if low < -_FLOAT_SLACK or high > 1.0 + _FLOAT_SLACK:
+            raise PoseInputError(
+                f"float images must hold values in [0, 1]; this one spans [{low:.3g}, {high:.3g}]. Divide 0..255 "
+                "values by 255 (or pass uint8), map [-1, 1] images with (x + 1) / 2."
+            )
         return np.ascontiguousarray(np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8))
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
         return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))

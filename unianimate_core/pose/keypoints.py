@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import PoseInputError
+from .errors import PoseInputError, positive_size
 
 NUM_KEYPOINTS = 134
 BODY = slice(0, 18)
@@ -165,13 +165,12 @@ class PoseFrame:
     people: list[Person] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        try:
-            self.width, self.height = int(self.width), int(self.height)
-        except (TypeError, ValueError) as exc:
-            raise PoseInputError(f"PoseFrame canvas size must be integers, got {self.width!r} x {self.height!r}.") from exc
-        if self.width <= 0 or self.height <= 0:
-            raise PoseInputError(f"PoseFrame canvas size must be positive, got {self.width} x {self.height}.")
-        self.people = list(self.people)
+        self.width, self.height = positive_size(self.width, self.height, "PoseFrame canvas size")
+        people = [] if self.people is None else self.people
+        if isinstance(people, Person) or not all(isinstance(p, Person) for p in people):
+            raise PoseInputError("PoseFrame.people must be a list of Person objects, got "
+                                 f"{[type(p).__name__ for p in people] if isinstance(people, list) else type(people).__name__}.")
+        self.people = list(people)
 
     def copy(self) -> "PoseFrame":
         return PoseFrame(self.width, self.height, [p.copy() for p in self.people])
@@ -226,6 +225,7 @@ def person_from_wholebody(
     Normalisation divides by ``float(width)`` / ``float(height)`` exactly as the official
     ``DWposeDetector`` does, so downstream results match it bit for bit.
     """
+    width, height = positive_size(width, height, "image size")
     kps = _as_float_array(keypoints_px, (NUM_KEYPOINTS, 2), "keypoints_px").copy()
     kps[:, 0] /= float(width)
     kps[:, 1] /= float(height)
@@ -302,35 +302,35 @@ def from_dwpose_dict(pose: Mapping[str, Any], person: int = 0) -> Person:
     """
     try:
         bodies = pose["bodies"]
-        candidate = np.asarray(bodies["candidate"], dtype=np.float64)
+        candidate = np.asarray(bodies["candidate"], dtype=np.float64).reshape(-1, 2)
         subset = np.atleast_2d(np.asarray(bodies["subset"], dtype=np.float64))
-        hands = np.asarray(pose.get("hands", np.full((2, 21, 2), -1.0)), dtype=np.float64)
-        faces = np.asarray(pose.get("faces", np.full((1, 68, 2), -1.0)), dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
+        hands = np.asarray(pose.get("hands", np.full((2, 21, 2), -1.0)), dtype=np.float64).reshape(-1, 21, 2)
+        faces = np.asarray(pose.get("faces", np.full((1, 68, 2), -1.0)), dtype=np.float64).reshape(-1, 68, 2)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PoseInputError(
             "not a DWPose dict: expected {'bodies': {'candidate': (20,2), 'subset': (1,20)}, "
             f"'hands': (2,21,2), 'faces': (1,68,2)}} ({exc})."
         ) from exc
-    if subset.shape[1] not in (18, 20) or person >= subset.shape[0]:
-        raise PoseInputError(f"DWPose dict subset must be (people, 18 or 20), got {subset.shape} (person {person}).")
+    if subset.ndim != 2 or subset.shape[1] not in (18, 20) or not 0 <= person < subset.shape[0]:
+        raise PoseInputError(f"DWPose dict subset must be (people, 18 or 20) and person an index into it; "
+                             f"got subset {subset.shape}, person {person}.")
     n_body = subset.shape[1]
     kps = np.zeros((NUM_KEYPOINTS, 2))
     sc = np.zeros(NUM_KEYPOINTS)
     for j in range(n_body):
-        idx = int(subset[person, j])
-        if idx < 0 or idx >= len(candidate) or not np.isfinite(candidate[idx]).all():
+        entry = subset[person, j]
+        if not np.isfinite(entry) or not 0 <= int(entry) < len(candidate) or not np.isfinite(candidate[int(entry)]).all():
             continue
+        idx = int(entry)
         if j < 18:
             kps[j], sc[j] = candidate[idx], 1.0
         else:  # toe midpoint -> big and small toe of that foot
             base = 18 if j == 18 else 21
             kps[base:base + 2], sc[base:base + 2] = candidate[idx], 1.0
-    hands = hands.reshape(-1, 21, 2)
     for h, sl in ((2 * person, LEFT_HAND), (2 * person + 1, RIGHT_HAND)):
         if h < len(hands):
             kps[sl] = hands[h]
             sc[sl] = (~_missing_marker(hands[h])).astype(np.float64)
-    faces = faces.reshape(-1, 68, 2)
     if person < len(faces):
         kps[FACE] = faces[person]
         sc[FACE] = (~_missing_marker(faces[person])).astype(np.float64)

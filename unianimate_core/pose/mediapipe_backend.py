@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._deps import import_mediapipe
+from .errors import PoseInputError
 from .image import to_rgb_uint8
 from .keypoints import PoseFrame, person_from_coco133
 
@@ -125,6 +126,8 @@ class MediaPipeEstimator:
 
     def coco133(self, image: Any) -> tuple[np.ndarray, np.ndarray, dict[str, bool]]:
         """(133, 2) pixels, (133,) scores and which parts were detected, for one RGB image."""
+        if self._holistic is None:
+            raise PoseInputError("this MediaPipeEstimator was closed; create a new one to detect more images.")
         rgb = to_rgb_uint8(image)
         height, width = rgb.shape[:2]
         res = self._holistic.process(rgb)

@@ -72,6 +72,8 @@ def default_search_dirs(
        ``<custom_nodes_dir>/comfyui_controlnet_aux/ckpts/yzd-v/DWPose``.
     """
     env = os.environ if environ is None else environ
+    if isinstance(extra_dirs, (str, Path)):  # one folder, not an iterable of its characters
+        extra_dirs = [extra_dirs]
     dirs: list[Path] = [Path(d) for d in extra_dirs]
     if models_dir is not None:
         base = Path(models_dir)

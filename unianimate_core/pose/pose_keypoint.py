@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import PoseInputError, positive_size
+from .errors import PoseInputError, check_threshold, positive_size
 from .keypoints import DEFAULT_THRESHOLD, FACE, FEET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND, Person, PoseFrame
 
 MARKER_KEY = "unianimate"
@@ -71,6 +71,7 @@ def person_to_dict(person: Person, width: int, height: int, threshold: float = D
 
 def to_pose_keypoint(frames: PoseFrame | Sequence[PoseFrame], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
     """PoseFrame(s) -> ``POSE_KEYPOINT`` (a JSON-serialisable list, one dict per frame)."""
+    check_threshold(threshold)
     if isinstance(frames, PoseFrame):
         frames = [frames]
     out = []
@@ -113,10 +114,10 @@ def _visible(trip: np.ndarray) -> np.ndarray:
     return np.isfinite(trip).all(axis=1) & (trip[:, 2] > 0)
 
 
-def _raw_scores(entry: Mapping[str, Any], key: str, trip: np.ndarray, n: int, threshold: float) -> np.ndarray:
-    """Confidence per point: our raw score when it agrees with the standard key, else ``c``."""
+def _raw_scores(entry: Mapping[str, Any], key: str | None, trip: np.ndarray, n: int, threshold: float) -> np.ndarray:
+    """Confidence per point: our raw score (``entry[key]``) when it agrees with the standard key, else ``c``."""
     conf = np.where(_visible(trip), trip[:, 2], 0.0)
-    raw = entry.get(key)
+    raw = None if key is None else entry.get(key)
     if isinstance(raw, (list, tuple)) and len(raw) == n:
         raw_arr = np.asarray(raw, dtype=np.float64)
         agree = np.isfinite(raw_arr) & ((raw_arr > threshold) == (conf > threshold))
@@ -136,10 +137,10 @@ def _person_from_entry(entry: Mapping[str, Any], scale: np.ndarray, threshold: f
 
     body = _parse_triplets(entry.get("pose_keypoints_2d"), (18, 25), "pose_keypoints_2d")
     if body is not None:
-        if len(body) == 25:
-            put(list(range(18)), body[list(_BODY25_TO_18)], _raw_scores(entry, "", body[list(_BODY25_TO_18)], 18, threshold))
+        if len(body) == 25:  # another pack's BODY_25: no raw scores of ours to restore
+            put(list(range(18)), body[list(_BODY25_TO_18)], _raw_scores(entry, None, body[list(_BODY25_TO_18)], 18, threshold))
             feet25 = body[list(_BODY25_FEET)]
-            put(FEET, feet25, _raw_scores(entry, "", feet25, 6, threshold))
+            put(FEET, feet25, _raw_scores(entry, None, feet25, 6, threshold))
         else:
             put(slice(0, 18), body, _raw_scores(entry, "pose_scores", body, 18, threshold))
     feet = _parse_triplets(entry.get("foot_keypoints_2d"), (6,), "foot_keypoints_2d")
@@ -154,8 +155,8 @@ def _person_from_entry(entry: Mapping[str, Any], scale: np.ndarray, threshold: f
             put(rows, hand, _raw_scores(entry, score_key, hand, 21, threshold))
     box = entry.get("bbox_2d")
     box_arr = None
-    if isinstance(box, (list, tuple)) and len(box) == 4:
-        box_arr = np.asarray(box, dtype=np.float64) / np.concatenate([scale, scale])
+    if isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+        box_arr = np.asarray(box, dtype=np.float64) / np.concatenate([scale, scale])  # optional extra: else ignored
     det = entry.get("det_score")
     det_score = float(det) if isinstance(det, (int, float)) and np.isfinite(det) else None
     return Person(kps, sc, box=box_arr, det_score=det_score, approximate=bool(entry.get("approximate", False)))
@@ -197,6 +198,8 @@ def frame_from_dict(frame: Mapping[str, Any], threshold: float = DEFAULT_THRESHO
                 "this POSE_KEYPOINT frame has no canvas_width/canvas_height; pass canvas=(width, height) "
                 "with the size of the image the keypoints belong to."
             )
+        if not isinstance(canvas, (tuple, list)) or len(canvas) != 2:
+            raise PoseInputError(f"canvas must be a (width, height) pair, got {canvas!r}.")
         width, height = canvas
     width, height = positive_size(width, height, "POSE_KEYPOINT canvas size")
     ours = isinstance(frame.get(MARKER_KEY), Mapping)
@@ -212,10 +215,11 @@ def from_pose_keypoint(
 
     ``canvas`` = (width, height) is used for frames that carry no canvas size.
     """
+    check_threshold(threshold)
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8/16/32
             raise PoseInputError(f"POSE_KEYPOINT text is not valid JSON: {exc}") from exc
     if isinstance(data, Mapping):
         data = [data]

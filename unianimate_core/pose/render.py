@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from ._deps import import_cv2
-from .errors import PoseInputError, positive_size
+from .errors import PoseInputError, check_threshold, positive_size
 from .keypoints import DEFAULT_THRESHOLD, FACE, FEET, LEFT_HAND, RIGHT_HAND, Person, PoseFrame
 
 OFFICIAL_WIDTH, OFFICIAL_HEIGHT = 512, 768
@@ -39,6 +39,7 @@ HAND_LINE_THICKNESS = 2
 FACE_POINT_RADIUS = 3
 _EPS = 0.01
 _MAX_PIXEL = 1e5  # coordinates beyond this are garbage; OpenCV needs int32 anyway
+MAX_RENDER_SIZE = 16384  # px per side (controlnet_aux's largest resolution); a 16384^2 image is 0.8 GB
 
 #: Body limbs as 1-based (a, b) pairs of the 20-point body (18 OpenPose points + 2 toe midpoints).
 LIMBS_1BASED: tuple[tuple[int, int], ...] = (
@@ -123,9 +124,10 @@ def drawables_from_dwpose_dict(pose: Mapping[str, Any]) -> list[Drawable]:
         raise PoseInputError(f"not a DWPose dict (bodies.candidate, bodies.subset, hands, faces): {exc}") from exc
     out = []
     for n in range(subset.shape[0]):
-        idx = subset[n].astype(np.int64)
+        row = subset[n]
+        ok = np.isfinite(row) & (row >= 0) & (row < len(candidate))
+        idx = np.where(ok, row, 0).astype(np.int64)
         body = np.full((subset.shape[1], 2), -1.0)
-        ok = (idx >= 0) & (idx < len(candidate))
         body[ok] = candidate[idx[ok]]
         hand_list = [(h, np.ones(21, bool)) for h in hands[2 * n:2 * n + 2]]
         face = (faces[n], np.ones(68, bool)) if n < len(faces) else None
@@ -246,6 +248,7 @@ def draw_dwpose_dict(pose: Mapping[str, Any], height: int = OFFICIAL_HEIGHT, wid
 
 def canvas_size(width: int, height: int, mode: CanvasMode = "auto") -> tuple[int, int]:
     """The (width, height) the pose is drawn at before resizing to ``width`` x ``height``."""
+    width, height = positive_size(width, height, "width and height", MAX_RENDER_SIZE)
     if mode == "target":
         return width, height
     if mode == "official":
@@ -302,8 +305,8 @@ def render_pose(
     """
     if colors not in ("unianimate", "openpose"):
         raise PoseInputError(f"colors must be 'unianimate' (trained look) or 'openpose', got {colors!r}.")
-    width, height = positive_size(width, height, "width and height")
-    people = _people_of(pose, threshold)
+    width, height = positive_size(width, height, "width and height", MAX_RENDER_SIZE)
+    people = _people_of(pose, check_threshold(threshold))
     cw, ch = canvas_size(width, height, canvas)
     image = draw_drawables(people, cw, ch, draw_body=draw_body, draw_feet=draw_feet, draw_hands=draw_hands, draw_face=draw_face)
     if (cw, ch) != (width, height):
@@ -315,8 +318,13 @@ def render_pose(
     return np.ascontiguousarray(image)
 
 
-def render_poses(frames: Sequence[Any], width: int = OFFICIAL_WIDTH, height: int = OFFICIAL_HEIGHT, **kwargs: Any) -> np.ndarray:
-    """Render a sequence: (N, height, width, 3) uint8 (see :func:`render_pose` for options)."""
-    if len(frames) == 0:
-        return np.zeros((0, int(height), int(width), 3), dtype=np.uint8)
-    return np.stack([render_pose(f, width, height, **kwargs) for f in frames])
+def render_poses(frames: Iterable[Any], width: int = OFFICIAL_WIDTH, height: int = OFFICIAL_HEIGHT, **kwargs: Any) -> np.ndarray:
+    """Render a sequence (any iterable of poses): (N, height, width, 3) uint8 (see :func:`render_pose`)."""
+    width, height = positive_size(width, height, "width and height", MAX_RENDER_SIZE)
+    if frames is None or isinstance(frames, (PoseFrame, Person, Mapping)):
+        raise PoseInputError(f"render_poses takes a sequence of poses (one per frame), got {type(frames).__name__}; "
+                             "use render_pose for a single one.")
+    images = [render_pose(f, width, height, **kwargs) for f in frames]
+    if not images:
+        return np.zeros((0, height, width, 3), dtype=np.uint8)
+    return np.stack(images)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+
 from .errors import PoseInputError
 from .keypoints import DEFAULT_THRESHOLD, Person, PoseFrame
 
@@ -43,8 +45,8 @@ def select_person(
         return None
     people = frame.people
     if mode == "index":
-        if index < 0:
-            raise PoseInputError(f"person index must be >= 0, got {index}.")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise PoseInputError(f"person index must be an integer >= 0, got {index!r}.")
         return people[index] if index < len(people) else None
     if mode == "largest":
         return max(people, key=lambda p: _area(p, frame, threshold))  # max keeps the first on ties

@@ -17,16 +17,22 @@ from .keypoints import DEFAULT_THRESHOLD, NUM_KEYPOINTS, Person, PoseFrame
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised-shape (unnormalised) Gaussian weights over offsets -r..r, r = ceil(3 sigma)."""
+    """Gaussian weights (peak 1, not summing to 1: the smoother divides by the visible weights)
+    over offsets -r..r, r = ceil(3 sigma)."""
     radius = max(1, int(math.ceil(3.0 * sigma)))
     t = np.arange(-radius, radius + 1, dtype=np.float64)
     return np.exp(-0.5 * (t / sigma) ** 2)
 
 
+def _check_sigma(sigma: float) -> None:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(sigma) and sigma >= 0):
+        raise PoseInputError(f"smoothing sigma must be a finite number >= 0 (frames), got {sigma!r}.")
+
+
 def smooth_keypoints(points: np.ndarray, visible: np.ndarray, sigma: float) -> np.ndarray:
     """(T, K, 2) points + (T, K) bool visibility -> smoothed (T, K, 2); invisible entries unchanged."""
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise PoseInputError(f"smoothing sigma must be a finite number >= 0, got {sigma}.")
+    _check_sigma(sigma)
     if sigma == 0 or len(points) < 2:
         return np.array(points, dtype=np.float64, copy=True)
     kernel = gaussian_kernel(sigma)
@@ -51,6 +57,7 @@ def smooth_keypoints(points: np.ndarray, visible: np.ndarray, sigma: float) -> n
 
 def smooth_sequence(frames: Sequence[PoseFrame], sigma: float, threshold: float = DEFAULT_THRESHOLD) -> list[PoseFrame]:
     """Smooth person 0 of each frame over time (frames without a person are left as they are)."""
+    _check_sigma(sigma)
     idx = [i for i, f in enumerate(frames) if f.people]
     out = [f.copy() for f in frames]
     if sigma == 0 or len(idx) < 2:
