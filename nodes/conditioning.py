@@ -160,8 +160,8 @@ def prepare(vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: An
     reference = first_image(reference_image, "reference_image")
     comfy_bridge.check_vae(vae)
 
+    ref_pose_u8 = reference_pose_u8(reference_pose, width, height, pose_colors)  # cheap checks first
     pose_u8 = pose_pixels_u8(poses, selection.indices, width, height, pose_colors)
-    ref_pose_u8 = reference_pose_u8(reference_pose, width, height, pose_colors)
     stack = np.concatenate([ref_pose_u8, pose_u8])  # (F + 1, H, W, 3), frame 0 = reference pose
     dwpose = torch.from_numpy(np.ascontiguousarray(stack)).permute(3, 0, 1, 2).unsqueeze(0)  # (1, 3, F+1, H, W)
 
