@@ -52,8 +52,9 @@ def model_inputs() -> list:
 def selection_inputs(max_frames_default: int) -> list:
     return [
         io.Int.Input("max_frames", default=max_frames_default, min=0, max=100000,
-                     tooltip="How many frames to generate (0 = one per selected pose). The model was trained on 16 "
-                             "and 32 frames; 48-64 still work in one pass. Longer: use UniAnimate Long Video Loop."),
+                     tooltip="How many frames to generate (0 = one per selected pose; 1 = a single image from the "
+                             "first pose: repose). The model was trained on 16 and 32 frames; 48-64 still work in one "
+                             "pass. Longer: use UniAnimate Long Video Loop."),
         io.Int.Input("frame_interval", default=1, min=1, max=64,
                      tooltip="Use every n-th pose (2 halves a 30 fps driving video to 15 fps of motion)."),
     ]
