@@ -2,6 +2,7 @@
 
     python benchmarks/sampling.py [--device cpu|cuda] [--frames 16,32,64,128] [--steps 4] [--size 64]
     python benchmarks/sampling.py --steps 1 --frames 32,128,512   # quick memory-vs-length sweep
+    python benchmarks/sampling.py --host-buffers 400               # host memory of a sliding update
 
 Prints, for a short clip (batched and sequential guidance) and for the two long-video strategies
 at several total lengths:
@@ -14,6 +15,10 @@ at several total lengths:
                   the "storage" column says how much of it that is).
 Each case runs in a fresh subprocess so that peaks do not leak between cases. The long-video
 peaks should stay flat as the number of frames grows (only one window/segment is on the device).
+
+--host-buffers F: the full-length host (storage) memory of sliding windows, which does grow with
+the length: F frames of a 512 x 768 latent (4 x 64 x 96), a trivial model (no UNet activations),
+peak resident-set growth printed in units of one latent-sized float32 buffer.
 """
 from __future__ import annotations
 
@@ -136,6 +141,27 @@ def run_case(kind: str, frames: int, args: argparse.Namespace) -> dict:
                 storage_mb=storage_bytes / 2**20)
 
 
+class TrivialModel:
+    """v = 0.3 x: costs nothing, so the measured memory is the sampler's own."""
+
+    supports_cond_mask = True
+
+    def __call__(self, x, t, cond_mask=None, **kwargs):
+        return 0.3 * x
+
+
+def host_buffers(frames: int, threads: int) -> None:
+    torch.set_num_threads(threads)
+    noise = torch.randn(1, 4, frames, 64, 96, generator=torch.Generator().manual_seed(0))
+    latent_mb = noise.numel() * 4 / 2**20
+    with RssPeak() as rss:
+        sample_long_sliding(TrivialModel(), noise, Conditions(), SamplerOptions(steps=2),
+                            SlidingWindowOptions(32, 8))
+    grown = (rss.peak - rss.base) / 2**20
+    print(f"sliding, {frames} frames of 4x64x96: latent {latent_mb:.1f} MB, peak host growth {grown:.1f} MB "
+          f"= {grown / latent_mb:.1f} latent-sized buffers ({grown / frames:.2f} MB per frame)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -144,8 +170,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="requested DDIM steps (official list)")
     parser.add_argument("--size", type=int, default=64, help="pixel size (square), multiple of 64")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--host-buffers", type=int, metavar="F", help="measure the host memory of a sliding "
+                        "update over F frames of a 512x768 latent instead of the timing table")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.host_buffers:
+        host_buffers(args.host_buffers, args.threads)
+        return
     if args.case:
         kind, frames = args.case.split(":")
         print(json.dumps(run_case(kind, int(frames), args)))

@@ -2,9 +2,9 @@
 
 ``progress(done, total, x0_preview)`` is called after every unit of work (one denoising step of a
 short clip, one window group of a long clip); ``x0_preview`` is the current x0 estimate at the end
-of a denoising step and None in between. ``should_cancel()`` is polled before every model call.
-Either may raise (ComfyUI's interrupt does): the loops never mutate their inputs, so an exception
-leaves no half-updated state behind.
+of a denoising step and None in between. ``should_cancel()`` is polled before each unit's model
+call(s). Either may raise (ComfyUI's interrupt does): the loops never mutate their input tensors,
+so an exception leaves no half-updated state behind (only a passed generator has advanced).
 """
 from __future__ import annotations
 
