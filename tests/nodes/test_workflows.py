@@ -6,6 +6,7 @@ tests/nodes/data/core_object_info.json.
 """
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def test_api_workflow_passes_validation(stem, object_info):
         cls = ours.get(node["class_type"])
         if cls is None or "validate_inputs" not in cls.__dict__:
             continue
-        import inspect
-
         wanted = inspect.signature(cls.validate_inputs).parameters
         constants = {k: v for k, v in node["inputs"].items() if k in wanted and not isinstance(v, list)}
         assert cls.validate_inputs(**constants) is True, (stem, nid, node["class_type"])
