@@ -48,15 +48,6 @@ MAX_COORD = 1e4
 #: Default visibility threshold (official DWPose post-processing value).
 DEFAULT_THRESHOLD = 0.3
 
-#: Body part names in OpenPose-18 order (rows 0..17).
-BODY_NAMES: tuple[str, ...] = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
-)
-FOOT_NAMES: tuple[str, ...] = (
-    "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel",
-)
-
 # OpenPose body row _OPENPOSE_TARGET[i] takes row _OPENPOSE_FROM_MMPOSE[i] of the COCO-WholeBody
 # array once the neck is inserted at 17; rows 0 (nose), 5 (L-shoulder), 11 (L-hip) keep their index.
 _OPENPOSE_FROM_MMPOSE = (17, 6, 8, 10, 7, 9, 12, 14, 16, 13, 15, 2, 1, 4, 3)
