@@ -87,11 +87,12 @@ class NoiseSchedule:
     def gather(self, array: Tensor, t: Tensor, like: Tensor) -> Tensor:
         """``array[t]`` reshaped to broadcast against ``like`` (B, ...) and cast to its dtype/device.
 
-        t: (B,) int64. Indexing happens in float64 before the cast, as in the official code.
-        Returns (B, 1, 1, ...) with ``like.ndim`` dimensions.
+        t: (B,) int64 on any device. Indexing happens in float64 before the cast, as in the official
+        code; the cast happens on the CPU before the move, so float64 never has to exist on the
+        device (MPS has no float64). Returns (B, 1, 1, ...) with ``like.ndim`` dimensions.
         """
-        values = array.to(t.device)[t]
-        return values.view(-1, *([1] * (like.ndim - 1))).to(device=like.device, dtype=like.dtype)
+        values = array[t.cpu()].to(like.dtype)
+        return values.view(-1, *([1] * (like.ndim - 1))).to(like.device)
 
     def q_sample(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
         """Forward-diffuse x0 to timestep t: sqrt(ab_t) * x0 + sqrt(1 - ab_t) * noise.
