@@ -72,6 +72,9 @@ def test_window_slicing_and_batching() -> None:
     (dict(image=torch.zeros(1, 2, 1024)), "image"),
     (dict(randomref=torch.zeros(1, 4, 1, 2, 3), dwpose=None), "dwpose"),
     (dict(image=torch.full((1, 1024), float("inf"))), "NaN or inf"),
+    (dict(image=torch.zeros(1, 1, 1024, dtype=torch.uint8)), "float tensor"),
+    (dict(dwpose=torch.full((1, 3, F + 1, H, W), 255.0)), r"\[0, 1\]"),  # .float() without / 255
+    (dict(local_image=torch.full((1, 3, 1, H, W), -1.0)), r"\[0, 1\]"),  # a [-1, 1] image
 ])
 def test_shape_errors_name_the_tensor(change: dict, match: str) -> None:
     cond = Conditions.build("standard", **parts()).replace(**change)

@@ -23,6 +23,10 @@ CONDITION_KEYS: tuple[str, ...] = ("image", "local_image", "dwpose", "randomref"
 ConditionMode = Literal["standard", "first_frame", "both"]
 CONDITION_MODES: tuple[str, ...] = ("standard", "first_frame", "both")
 
+PIXEL_KEYS: tuple[str, ...] = ("local_image", "dwpose")
+PIXEL_SLACK = 0.5
+"""How far float pixel conditions may leave [0, 1] (resampling overshoot) before they are refused."""
+
 LATENT_TO_PIXEL = 8
 """Pixel conditions are exactly 8x the latent size (the UNet's pose/image embedders downsample by 8)."""
 
@@ -109,8 +113,17 @@ class Conditions:
                   "together with the reference latent); pass the pose stack.")
         for key in CONDITION_KEYS:
             value = getattr(self, key)
-            if value is not None and value.is_floating_point():
+            if value is None:
+                continue
+            if key in ("image", "randomref"):  # embeddings, not pixels: uint8 would be divided by 255
+                check(value.is_floating_point(), f"Condition {key!r} must be a float tensor, got {value.dtype}.")
+            if value.is_floating_point():
                 check(bool(torch.isfinite(value).all()), f"Condition {key!r} contains NaN or inf values.")
+            if key in PIXEL_KEYS and value.is_floating_point() and value.numel():
+                low, high = float(value.min()), float(value.max())
+                check(low >= -PIXEL_SLACK and high <= 1.0 + PIXEL_SLACK,
+                      f"Condition {key!r} must hold pixels in [0, 1] (float) or 0..255 (uint8); got float values in "
+                      f"[{low:.3g}, {high:.3g}]. Divide 0..255 floats by 255, map [-1, 1] with (x + 1) / 2.")
 
     # ------------------------------------------------------------------------------ transforms
     def replace(self, **changes: Tensor | None) -> "Conditions":

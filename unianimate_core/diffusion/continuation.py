@@ -19,16 +19,13 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import Tensor
 
-from .conditions import LATENT_TO_PIXEL, Conditions, pixels_to_float
+from .conditions import LATENT_TO_PIXEL, PIXEL_SLACK, Conditions, pixels_to_float
 from .errors import check, check_type
 from .guidance import Model
 from .noise import NoiseOptions, prepare_noise
 from .progress import CancelFn, ProgressFn, ProgressTracker
 from .sampler import SamplerOptions, iter_sample_video
 from .schedule import NoiseSchedule
-
-_RANGE_SLACK = 0.5
-"""How far decoded pixels may leave [0, 1] before they are refused (VAE overshoot is clamped)."""
 
 PriorSource = Literal["reference", "last_frame"]
 PRIOR_SOURCES: tuple[str, ...] = ("reference", "last_frame")
@@ -226,7 +223,7 @@ def _hand_over(decode: DecodeFn, latent: Tensor, shape: tuple[int, ...], anchor:
     check(bool(torch.isfinite(pixels).all()), "decode_last_frame returned NaN/inf pixels.")
     # A decoder returning [-1, 1] or 0..255 floats would silently become a black or white condition.
     low, high = float(pixels.min()), float(pixels.max())
-    check(low >= -_RANGE_SLACK and high <= 1.0 + _RANGE_SLACK,
+    check(low >= -PIXEL_SLACK and high <= 1.0 + PIXEL_SLACK,
           f"decode_last_frame must return pixels in [0, 1]; got values in [{low:.3g}, {high:.3g}]. Map a [-1, 1] "
           "VAE output with (x + 1) / 2, divide 0..255 values by 255.")
     pixels = pixels.clamp(0.0, 1.0)
