@@ -6,11 +6,11 @@ Prints frames/s for:
   * DWPose extraction with the tiny stand-in ONNX models of tests/fixtures/dwpose (same input/
     output signature as yolox_l.onnx / dw-ll_ucoco_384.onnx, constant outputs): this measures
     everything except the networks themselves — letterbox, crops, normalisation, decoding,
-    NMS, session calls — i.e. the pipeline's own overhead per frame (3 people per frame with
-    the stand-in detector, 1 with --max-people 1). Pass --dwpose-dir with the real model files
-    to time the real networks.
+    NMS, session calls — i.e. the pipeline's own overhead per frame, with all 3 people the
+    stand-in detector finds and with the best person only (max_people=1, what extract_poses
+    does by default). Pass --dwpose-dir with the real model files to time the real networks.
   * MediaPipe Holistic (when ``mediapipe`` is importable) per image and in tracking mode;
-  * alignment and rendering (512x768 and 768x1216) per frame.
+  * alignment, and rendering at 512x768, 768x1216 and 256x384, per frame.
 Input: the 16 real frames of tests/fixtures/pose_align/anim2_to_jump/source (175x350) and the
 8 frames of dancer_to_seedance (350x350), MIT-licensed (see docs/pose.md, "Test media").
 """
