@@ -324,7 +324,8 @@ def render_poses(frames: Iterable[Any], width: int = OFFICIAL_WIDTH, height: int
     if frames is None or isinstance(frames, (PoseFrame, Person, Mapping)):
         raise PoseInputError(f"render_poses takes a sequence of poses (one per frame), got {type(frames).__name__}; "
                              "use render_pose for a single one.")
-    images = [render_pose(f, width, height, **kwargs) for f in frames]
-    if not images:
-        return np.zeros((0, height, width, 3), dtype=np.uint8)
-    return np.stack(images)
+    poses = list(frames)
+    out = np.empty((len(poses), height, width, 3), dtype=np.uint8)  # filled in place: no list + stack copy
+    for i, pose in enumerate(poses):
+        out[i] = render_pose(pose, width, height, **kwargs)
+    return out
