@@ -256,7 +256,8 @@ def test_prior_without_reference_latent_is_reported() -> None:
                                  decode_last_frame=decode_stub)
 
 
-@pytest.mark.parametrize("kwargs", [dict(segment_length=1), dict(prior_source="x"), dict(colour_anchor=2.0)])
+@pytest.mark.parametrize("kwargs", [dict(segment_length=1), dict(segment_length=8.0), dict(prior_source="x"),
+                                    dict(colour_anchor=2.0), dict(colour_anchor=None)])
 def test_bad_continuation_options(kwargs: dict) -> None:
-    with pytest.raises(SamplingError):
+    with pytest.raises(SamplingError, match=next(iter(kwargs))):
         ContinuationOptions(**kwargs)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .conditions import LATENT_TO_PIXEL, PIXEL_SLACK, Conditions, pixels_to_float
-from .errors import check, check_type
+from .errors import check, check_int, check_number, check_type
 from .guidance import Model
 from .noise import NoiseOptions, prepare_noise
 from .progress import CancelFn, ProgressFn, ProgressTracker
@@ -59,12 +59,9 @@ class ContinuationOptions:
     colour_anchor: float = 0.0
 
     def __post_init__(self) -> None:
-        check(isinstance(self.segment_length, int) and not isinstance(self.segment_length, bool)
-              and self.segment_length >= 2,
-              f"segment_length must be an integer >= 2 (one handed-over frame plus at least one new frame), "
-              f"got {self.segment_length!r}.")
+        check_int("segment_length (one handed-over frame plus at least one new frame)", self.segment_length, 2)
         check(self.prior_source in PRIOR_SOURCES, f"Unknown prior_source {self.prior_source!r}; use one of {PRIOR_SOURCES}.")
-        check(0.0 <= float(self.colour_anchor) <= 1.0, f"colour_anchor must be in 0..1, got {self.colour_anchor!r}.")
+        check_number("colour_anchor", self.colour_anchor, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -92,8 +89,9 @@ def plan_segments(num_frames: int, segment_length: int) -> list[tuple[int, ...]]
     The last segment may be shorter (at least 2 frames). Example: F = 10, L = 4 ->
     (0..3), (3..6), (6..9).
     """
-    check(num_frames >= 1, f"The pose sequence must have at least one frame, got {num_frames}.")
+    check_int("the pose sequence length (number of frames)", num_frames, 1)
     ContinuationOptions(segment_length=segment_length)
+    num_frames, segment_length = int(num_frames), int(segment_length)
     segments: list[tuple[int, ...]] = []
     start = 0
     while True:
