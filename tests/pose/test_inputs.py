@@ -113,9 +113,11 @@ def test_pose_keypoint_arguments(call, match):
         call()
 
 
-def test_non_numeric_bbox_extra_is_ignored():
-    frame = from_pose_keypoint({"people": [{"bbox_2d": ["a", "b", "c", "d"]}], "canvas_width": 4, "canvas_height": 4})[0]
-    assert frame.people[0].box is None
+def test_malformed_extras_are_ignored():
+    people = [{"bbox_2d": ["a", "b", "c", "d"], "approximate": "false"}, {"approximate": True}]
+    frame = from_pose_keypoint({"people": people, "canvas_width": 4, "canvas_height": 4})[0]
+    assert frame.people[0].box is None and not frame.people[0].approximate  # bool("false") was True
+    assert frame.people[1].approximate
 
 
 @pytest.mark.parametrize("image,match", [

@@ -159,7 +159,7 @@ def _person_from_entry(entry: Mapping[str, Any], scale: np.ndarray, threshold: f
         box_arr = np.asarray(box, dtype=np.float64) / np.concatenate([scale, scale])  # optional extra: else ignored
     det = entry.get("det_score")
     det_score = float(det) if isinstance(det, (int, float)) and np.isfinite(det) else None
-    return Person(kps, sc, box=box_arr, det_score=det_score, approximate=bool(entry.get("approximate", False)))
+    return Person(kps, sc, box=box_arr, det_score=det_score, approximate=entry.get("approximate") is True)
 
 
 def _is_normalized(people: Sequence[Mapping[str, Any]]) -> bool:
