@@ -77,3 +77,11 @@ def tiny_zero_y():
     from tiny_unet import tiny_zero_y
 
     return tiny_zero_y()
+
+
+@pytest.fixture
+def model(host: Host, tiny_ckpt: Path, tiny_zero_y):
+    """The tiny UNet loaded through Load UniAnimate Model (a UNIANIMATE_MODEL value)."""
+    from node_helpers import install_tiny_model
+
+    return install_tiny_model(host, tiny_ckpt, tiny_zero_y)

@@ -5,14 +5,10 @@ import pytest
 import torch
 
 from comfy_fake.models import FakeClipVision, FakeVAE
-from node_helpers import images, install_tiny_model
+from node_helpers import images
 
 W = H = 64
 
-
-@pytest.fixture
-def model(host, tiny_ckpt, tiny_zero_y):
-    return install_tiny_model(host, tiny_ckpt, tiny_zero_y)
 
 
 @pytest.fixture

@@ -9,14 +9,10 @@ import torch
 from PIL import Image
 
 from comfy_fake.models import FakeClipVision, FakeVAE
-from node_helpers import images, install_tiny_model
+from node_helpers import images
 
 W = H = 64
 
-
-@pytest.fixture
-def model(host, tiny_ckpt, tiny_zero_y):
-    return install_tiny_model(host, tiny_ckpt, tiny_zero_y)
 
 
 @pytest.fixture
