@@ -55,8 +55,10 @@ def casts_own_weights(layer: Any) -> bool:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(
-        dtype, str(dtype).replace("torch.", ""))
+    """The short names users choose from: fp32, fp16, bf16, fp8_e4m3fn, fp8_e5m2."""
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    names.update({d: "fp8_" + str(d).replace("torch.float8_", "") for d in FP8_DTYPES})
+    return names.get(dtype, str(dtype).replace("torch.", ""))
 
 
 def check_compute_dtype(dtype: torch.dtype, device: Union[str, torch.device, None] = None) -> None:

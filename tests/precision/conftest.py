@@ -20,3 +20,12 @@ def comfy_pack(fake_comfy):
     pack = load_pack()
     yield pack
     unload_pack()
+
+
+@pytest.fixture
+def node_host(comfy_pack, fake_comfy, tmp_path):
+    """A fresh models folder tree, the CPU device profile, the pack's folders registered."""
+    fake_comfy.reset(tmp_path / "comfy")
+    comfy_pack.nodes.folders.register_model_folders()
+    comfy_pack.nodes.loader._loaded.clear()
+    return fake_comfy
