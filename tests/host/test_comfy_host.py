@@ -93,7 +93,10 @@ SIGNATURE_PROBE = textwrap.dedent("""
     from comfy_api.latest import io, ComfyExtension
     targets = {
         "mm.load_models_gpu": mm.load_models_gpu, "mm.unet_dtype": mm.unet_dtype,
-        "mm.unet_manual_cast": mm.unet_manual_cast,
+        "mm.unet_manual_cast": mm.unet_manual_cast, "mm.supports_cast": mm.supports_cast,
+        "mm.supports_fp8_compute": mm.supports_fp8_compute, "mm.should_use_fp16": mm.should_use_fp16,
+        "mm.should_use_bf16": mm.should_use_bf16, "ops.cast_bias_weight": comfy.ops.cast_bias_weight,
+        "ops.uncast_bias_weight": comfy.ops.uncast_bias_weight,
         "mm.throw_exception_if_processing_interrupted": mm.throw_exception_if_processing_interrupted,
         "mm.interrupt_current_processing": mm.interrupt_current_processing, "mm.soft_empty_cache": mm.soft_empty_cache,
         "mm.get_torch_device": mm.get_torch_device, "mm.unet_offload_device": mm.unet_offload_device,
