@@ -22,14 +22,12 @@ import latent_preview
 import torch
 
 from ..unianimate_core.errors import InputError
+from ..unianimate_core.memory import activation_bytes
 
 log = logging.getLogger("UniAnimate")
 
 #: SD 2.x VAE latent scale: the model works on VAE latents x 0.18215, ComfyUI's LATENT holds raw ones.
 LATENT_SCALE = 0.18215
-#: Rough activation bytes per (frame, latent pixel) for one UNet call at batch 1 (fp16/bf16),
-#: from the official figure of ~9 GB of activations for 33 x 64 x 96 latent frame-pixels.
-ACTIVATION_BYTES_PER_LATENT_PIXEL = 45_000
 
 
 class ComfyProgress:
@@ -128,10 +126,10 @@ def vae_decode_frames(vae: Any, model_latent: torch.Tensor) -> torch.Tensor:
     return images[..., :3].permute(0, 3, 1, 2).float()
 
 
-def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype) -> int:
-    """Bytes ComfyUI should keep free for one model call (a heuristic; it only steers offloading)."""
-    scale = max(torch.finfo(dtype).bits, 16) / 16
-    return int((frames + 1) * latent_h * latent_w * batch * ACTIVATION_BYTES_PER_LATENT_PIXEL * scale)
+def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype,
+                    temporal: str = "attention") -> int:
+    """Bytes ComfyUI should keep free for one model call (measured activations + 15 %, see unianimate_core.memory)."""
+    return activation_bytes(frames, latent_h, latent_w, batch, dtype, temporal)
 
 
 def room_for(device: torch.device, memory: int) -> bool:

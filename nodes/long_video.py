@@ -144,7 +144,8 @@ def run_continuation(model: UniAnimateModel, vae: Any, prep: Prepared, options: 
     """Segments chained through their decoded last frame; finished segments survive a Cancel."""
     per_call = min(continuation.segment_length, prep.frames)
     segments = plan_segments(prep.frames, continuation.segment_length)
-    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype)
+    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype,
+                                      model.config.temporal)
 
     def decode_last_frame(latent: torch.Tensor) -> torch.Tensor:
         pixels = comfy_bridge.vae_decode_frames(vae, latent)

@@ -146,3 +146,20 @@ def test_fake_dtype_rules_match_the_real_ones():
     assert not mismatched, mismatched
     assert real["nvidia|manual_cast|torch.float16"] == "None"  # a GPU computes fp16 weights natively
     assert real["cpu|manual_cast|torch.float16"] == "torch.float32"
+
+
+def test_gpu_check_comfy_ops_section_runs_the_real_comfy_ops(tmp_path):
+    """benchmarks/gpu_check.py's comfy_ops section, in its CPU mode, on the real ComfyUI source tree with
+    ComfyUI's Python: ComfyUI's own layers (disable_weight_init fp16/bf16, manual_cast fp8 -> fp16 and
+    fp16 -> fp32, a weight function) within the derived tolerance of fp32."""
+    import json
+
+    out = tmp_path / "gpu_check.json"
+    res = subprocess.run([str(comfy_python(comfy_path())), str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
+                          "--tiny", "--only", "comfy_ops", "--comfyui", str(comfy_path()), "--json", str(out)],
+                         capture_output=True, text=True, timeout=900, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    section = json.loads(out.read_text())["sections"]["comfy_ops"]
+    assert section["status"] == "ok", section
+    rows = section["rows"]
+    assert len(rows) == 5 and all(r["passed"] for r in rows), rows
