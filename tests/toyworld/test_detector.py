@@ -53,14 +53,10 @@ def test_bad_input():
         detect(np.zeros((8, 8, 3), np.int32))
 
 
-def test_detector_on_ground_truth_frames():
-    """Validation on 12 validation clips (96 frames, 128x128). Measured when written: limb-mask IoU
-    median 0.90; joints whose limb(s) are >= 60 % visible: PCK@0.2 torso 0.915, median error 1.8 px.
-    Bounds leave ~0.05 of margin for other characters/platforms (the rendering is deterministic but
-    float rounding in OpenCV/NumPy may move anti-aliased edge pixels)."""
-    w = World(WorldConfig(width=128, height=128, frames=8))
+def _validate(render: str, size: int, clips: int = 12):
+    w = World(WorldConfig(width=size, height=size, frames=8, render=render))
     ious, errs, rel = [], [], []
-    for i in range(12):
+    for i in range(clips):
         clip = w.clip("val", i)
         gt_masks = clip.limb_masks()
         for f in range(len(clip)):
@@ -71,10 +67,29 @@ def test_detector_on_ground_truth_frames():
             for up, lo, prox, mid, dist in _CHAINS:
                 for row, limbs in ((prox, [up]), (mid, [up, lo]), (dist, [lo])):
                     if clip.scores[f, row] > 0 and all(clip.limb_visibility[f, k] >= 0.6 for k in limbs):
-                        e = np.linalg.norm((det.keypoints[row] - clip.keypoints[f, row]) * 128) if det.scores[row] else np.inf
+                        e = np.linalg.norm((det.keypoints[row] - clip.keypoints[f, row]) * size) if det.scores[row] else np.inf
                         errs.append(e)
                         rel.append(e / clip.torso_px[f])
+    return np.array(ious), np.array(errs), np.array(rel)
+
+
+def test_detector_on_sharp_ground_truth_frames():
+    """Validation on 12 validation clips (96 frames, 128x128, sharp). Measured when written: limb-mask
+    IoU median 0.93; joints whose limb(s) are >= 60 % visible: PCK@0.2 torso 0.93, median error 2.1 px.
+    Bounds leave ~0.05 of margin (rendering is deterministic, but OpenCV/NumPy float rounding on
+    another platform may move anti-aliased edge pixels)."""
+    ious, errs, rel = _validate("sharp", 128)
     assert len(errs) > 400
-    assert np.median(ious) > 0.85
-    assert np.mean(np.array(rel) < 0.2) > 0.87
-    assert np.median(errs) < 2.5
+    assert np.median(ious) > 0.88
+    assert np.mean(rel < 0.2) > 0.88
+    assert np.median(errs) < 3.0
+
+
+def test_detector_on_block_ground_truth_frames():
+    """The same on block-constant frames (the codec's world): at 128x128 the content is a 16x16 grid,
+    so the detector is coarse - measured IoU median 0.56, PCK@0.2 0.56, median error 5.7 px. These
+    numbers are the ceiling a perfect generator reaches at this size (docs/observatory.md)."""
+    ious, errs, rel = _validate("blocks", 128)
+    assert np.median(ious) > 0.5
+    assert np.mean(rel < 0.2) > 0.5
+    assert np.median(errs) < 7.0

@@ -2,20 +2,20 @@
 
 The UNet wants the reference's OpenCLIP ViT-H-14 image embedding ``(B, 1024)`` and the empty-prompt
 text context ``(1, 77, 1024)``. In the world, the embedding has to say *who* the character is, in a
-way that does not depend on the pose, and be deterministic. This stand-in computes appearance
-features of the (CLIP-normalised, 224 x 224) input and maps them through a fixed seeded random
-projection:
+way that does not depend on the pose, and be deterministic. This stand-in un-normalises the CLIP
+input, area-averages it to 112 x 112 and computes appearance features:
 
-* a soft colour histogram (5 x 5 x 5 RGB bins, trilinear weights, square root), over the whole
-  image: shirt, skin, hair and background colours, independent of where they are;
-* the same histogram weighted by a centre-surround window (the character is near the centre of
-  a reference photo), so the character's colours weigh more than the borders';
-* a 4 x 4 grid of mean colours (coarse layout: where the figure stands, large background shapes).
+* the whole-image soft colour histogram (5 x 5 x 5 RGB bins, trilinear weights; square root):
+  the scene and the character together, as CLIP sees a photo;
+* the *character* histogram: the same, weighted by :func:`foreground_weights` - pixels unlike the
+  colours on the image border (the scene) and not identity sleeves (which are the same on every
+  character and move with the pose);
+* a 4 x 4 grid of mean colours (coarse layout).
 
-The feature vector (125 + 125 + 48 = 298 values) is centred with fixed constants and projected
-with a seeded Gaussian matrix scaled by 1/sqrt(298), giving an embedding whose entries have roughly
-unit scale (OpenCLIP's un-normalised image embeddings are of the same order). Two frames of one
-character in one scene are much closer than frames of two characters (tests measure it).
+The 298 features are centred with fixed constants, weighted 1 / 3 / 0.5 per group (the character
+dominates), and projected with a seeded Gaussian matrix scaled by 1/sqrt(298), giving entries of
+roughly unit scale (OpenCLIP's un-normalised image embeddings are of the same order). Frames of one
+character in one scene are nearer to each other than to other characters (tests measure it).
 
 ``empty_context()`` is a seeded standard-normal ``(1, 77, 1024)`` tensor: the UNet only needs a
 fixed context that the trained model learns to ignore or use, as it does with the real one.
@@ -31,6 +31,8 @@ from .errors import ToyWorldError
 
 BINS = 5
 GRID = 4
+#: Inputs larger than this (per side) are area-averaged to it before the features are computed.
+WORK_SIZE = 112
 FEATURES = 2 * BINS ** 3 + 3 * GRID * GRID
 #: Pixels at least this colourful are identity sleeves (the same on every character): left out of
 #: the character histogram (see .character).
@@ -43,19 +45,23 @@ def _soft_histogram(rgb: Tensor, weights: Tensor) -> Tensor:
     """Soft (trilinear) RGB histogram ``(B, BINS**3)`` of ``rgb`` (B, 3, H, W) in [0, 1] with per-pixel
     ``weights`` (B, H*W), normalised to sum 1 (all zeros stays zeros)."""
     b = rgb.shape[0]
-    x = rgb.clamp(0, 1) * (BINS - 1)
+    x = rgb.clamp(0, 1).flatten(2) * (BINS - 1)            # (B, 3, N)
     lo = x.floor().clamp(max=BINS - 2)
     frac = x - lo
     lo = lo.long()
-    hist = torch.zeros(b, BINS ** 3, device=rgb.device, dtype=rgb.dtype)
+    idx, wts = [], []
     for dr in (0, 1):
         for dg in (0, 1):
             for db in (0, 1):
                 wr = frac[:, 0] if dr else 1 - frac[:, 0]
                 wg = frac[:, 1] if dg else 1 - frac[:, 1]
                 wb = frac[:, 2] if db else 1 - frac[:, 2]
-                idx = ((lo[:, 0] + dr) * BINS + (lo[:, 1] + dg)) * BINS + (lo[:, 2] + db)
-                hist.scatter_add_(1, idx.flatten(1), (wr * wg * wb).flatten(1) * weights)
+                idx.append(((lo[:, 0] + dr) * BINS + (lo[:, 1] + dg)) * BINS + (lo[:, 2] + db))
+                wts.append(wr * wg * wb * weights)
+    offset = (torch.arange(b, device=rgb.device) * BINS ** 3).view(b, 1)
+    flat_idx = (torch.cat(idx, 1) + offset).flatten()
+    hist = torch.bincount(flat_idx, weights=torch.cat(wts, 1).flatten().double(), minlength=b * BINS ** 3)
+    hist = hist.view(b, BINS ** 3).to(rgb.dtype)
     return hist / hist.sum(1, keepdim=True).clamp_min(1e-12)
 
 
@@ -66,7 +72,7 @@ def foreground_weights(rgb: Tensor) -> Tensor:
     flat = rgb.flatten(2).transpose(1, 2)  # (B, HW, 3)
     ring = torch.cat([rgb[:, :, :2].flatten(2), rgb[:, :, -2:].flatten(2), rgb[:, :, :, :2].flatten(2),
                       rgb[:, :, :, -2:].flatten(2)], dim=2).transpose(1, 2)  # (B, N, 3)
-    step = max(1, ring.shape[1] // 256)
+    step = max(1, ring.shape[1] // 64)
     ring = ring[:, ::step]
     d = torch.cdist(flat, ring).amin(-1)  # (B, HW)
     not_scene = 1.0 - torch.exp(-(d / BORDER_TAU) ** 2)
@@ -116,6 +122,8 @@ class ToyImageEncoder(nn.Module):
         mean = torch.tensor(CLIP_MEAN, device=pixels.device).view(1, 3, 1, 1)
         std = torch.tensor(CLIP_STD, device=pixels.device).view(1, 3, 1, 1)
         rgb = pixels.float() * std + mean
+        if min(rgb.shape[-2:]) > WORK_SIZE:  # the features are colour statistics: a 112 x 112 average suffices
+            rgb = torch.nn.functional.adaptive_avg_pool2d(rgb, WORK_SIZE)
         feats = (appearance_features(rgb) - self.centre.to(pixels.device)) * self.group_weights.to(pixels.device)
         return (feats * 2.0) @ self.projection.to(pixels.device)
 

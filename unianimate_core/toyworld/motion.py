@@ -183,12 +183,12 @@ class Motion:
             if not exits:  # stop at the far edge of the stage
                 room = STAGE_HALF - direction * x + STAGE_HALF * (direction * x < 0)
                 dur = float(min(dur, max(1.0, room / max(abs(vx), 1e-3))))
-            p = dict(freq=float(rng.uniform(0.8, 1.3)), phase=float(rng.uniform(0, 2 * math.pi)),
-                     hip=float(rng.uniform(0.3, 0.6)), knee=float(rng.uniform(0.4, 0.9)),
+            p = dict(freq=float(rng.uniform(0.6, 1.0)), phase=float(rng.uniform(0, 2 * math.pi)),
+                     hip=float(rng.uniform(0.3, 0.5)), knee=float(rng.uniform(0.4, 0.9)),
                      arm=float(rng.uniform(0.25, 0.6)), elbow=float(rng.uniform(0.1, 0.5)),
                      lean=float(rng.uniform(0.0, 0.1)), vx=vx, yaw=direction * yaw_mag, exits=exits)
         elif kind == "dance":
-            p = dict(freq=float(rng.uniform(0.5, 1.1)), abd0=float(rng.uniform(0.3, 1.2)),
+            p = dict(freq=float(rng.uniform(0.4, 0.9)), abd0=float(rng.uniform(0.3, 1.2)),
                      abd=float(rng.uniform(0.4, 1.2)), arm_phase=float(rng.choice([0.0, math.pi, math.pi / 2])),
                      flex=float(rng.uniform(0.0, 0.6)), elbow=float(rng.uniform(0.2, 1.6)),
                      elbow_phase=float(rng.uniform(0, 2 * math.pi)), elbow_side=float(rng.uniform(0.0, 1.2)),
@@ -196,14 +196,14 @@ class Motion:
                      sway=float(rng.uniform(0.0, 0.15)), yaw=float(rng.uniform(-0.6, 0.6)),
                      yaw_amp=float(rng.uniform(0.0, 0.6)), shift=float(rng.uniform(0.0, 0.12)))
         elif kind == "jack":
-            p = dict(freq=float(rng.uniform(0.6, 1.1)), arm=float(rng.uniform(1.8, 2.8)),
+            p = dict(freq=float(rng.uniform(0.4, 0.8)), arm=float(rng.uniform(1.8, 2.8)),
                      leg=float(rng.uniform(0.2, 0.45)), hop=float(rng.uniform(0.0, 0.05)),
                      yaw=float(rng.uniform(-0.5, 0.5)))
         elif kind == "turn":
-            rate = float(rng.uniform(1.2, 3.5)) * float(rng.choice([-1.0, 1.0]))
+            rate = float(rng.uniform(1.0, 3.0)) * float(rng.choice([-1.0, 1.0]))
             p = dict(rate=rate, arm=float(rng.uniform(0.1, 0.6)), elbow=float(rng.uniform(0.1, 0.8)))
         elif kind == "wave":
-            p = dict(freq=float(rng.uniform(1.0, 2.0)), side=str(rng.choice(["R", "L"])),
+            p = dict(freq=float(rng.uniform(0.8, 1.5)), side=str(rng.choice(["R", "L"])),
                      raise_=0.0, bend=float(rng.uniform(0.1, 0.6)), amp=float(rng.uniform(0.25, 0.6)),
                      other_elbow=float(rng.uniform(0.1, 0.6)), yaw=float(rng.uniform(-0.6, 0.6)))
             p["raise"] = float(rng.uniform(1.9, 2.7))

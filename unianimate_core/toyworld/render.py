@@ -64,7 +64,7 @@ def sample_scene(scene_seed: int, seed: int = 0, occluder_prob: float = 0.25) ->
         vel = float(rng.choice([0.0, 0.0, u(-0.15, 0.15)]))
         occluder = (kind, *geo, vel, _muted(rng, 0.15, 0.85, OTHER_MAX_CHROMA - 0.03))
     return Scene(
-        seed=int(scene_seed), scale=float(u(0.55, 0.8)), ground=float(u(0.88, 0.97)), offset=float(u(0.4, 0.6)),
+        seed=int(scene_seed), scale=float(u(0.75, 0.95)), ground=float(u(0.88, 0.97)), offset=float(u(0.4, 0.6)),
         wall=_muted(rng, 0.25, 0.95), wall2=_muted(rng, 0.25, 0.95), floor=_muted(rng, 0.15, 0.8),
         shapes=tuple(shapes), wallpaper=float(rng.choice([0.0, 0.0, u(0.04, 0.12)])), occluder=occluder,
     )

@@ -33,6 +33,9 @@ from .skeleton import LIMB_LABEL0, OCCLUDER, pose_body
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_DIGITS = {"train": tuple(range(8)), "val": (8,), "test": (9,)}
 REFERENCE_RULES: tuple[str, ...] = ("random", "first")
+RENDER_MODES: tuple[str, ...] = ("blocks", "sharp")
+#: Side of the constant blocks of ``render="blocks"`` frames (the codec's reduction factor).
+BLOCK = 8
 
 
 def split_of(identity: int) -> str:
@@ -64,7 +67,10 @@ class WorldConfig:
     1 is faster and aliased). occluder_prob: share of scenes with an object in front of the body.
     reference: "random" (a frame at a random time of the same motion and scene, as a frame picked
     from a real video) or "first" (the clip's first frame). characters/motions: how many ids each
-    split draws from (train, val, test).
+    split draws from (train, val, test). render: "blocks" (every 8x8 block of a frame is one colour,
+    the area average of the anti-aliased drawing: exactly what the world's codec represents, so
+    encoding and decoding ground truth is lossless) or "sharp" (the anti-aliased drawing itself).
+    Keypoints, label maps and masks are the exact geometry in both modes.
     """
 
     width: int = 128
@@ -77,6 +83,7 @@ class WorldConfig:
     reference: str = "random"
     characters: tuple[int, int, int] = (2000, 100, 100)
     motions: tuple[int, int, int] = (2000, 100, 100)
+    render: str = "blocks"
 
     def __post_init__(self) -> None:
         check_size(self.width, self.height)
@@ -88,6 +95,8 @@ class WorldConfig:
             raise ToyWorldError(f"fps must be a number in (0, 120], got {self.fps!r}.")
         if not (isinstance(self.occluder_prob, (int, float)) and 0.0 <= float(self.occluder_prob) <= 1.0):
             raise ToyWorldError(f"occluder_prob must be in [0, 1], got {self.occluder_prob!r}.")
+        if self.render not in RENDER_MODES:
+            raise ToyWorldError(f"render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}.")
         if self.reference not in REFERENCE_RULES:
             raise ToyWorldError(f"reference must be one of {', '.join(REFERENCE_RULES)}, got {self.reference!r}.")
         for name in ("characters", "motions"):
@@ -191,6 +200,13 @@ class ToyClip:
         }
 
 
+def _blocks(img: np.ndarray) -> np.ndarray:
+    """Replace every BLOCK x BLOCK block of ``(H, W, 3)`` by its mean colour."""
+    h, w = img.shape[:2]
+    m = img.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK, 3).mean(axis=(1, 3))
+    return np.repeat(np.repeat(m, BLOCK, axis=0), BLOCK, axis=1)
+
+
 def _to_u8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
@@ -247,6 +263,7 @@ class World:
         scene = sample_scene(scene_seed, c.seed, c.occluder_prob)
         cam = Camera.for_scene(scene, spec, c.width, c.height)
         bg = render_background(scene, c.width, c.height)
+        bg_out = _blocks(bg) if c.render == "blocks" else bg
         table = colour_table(spec, scene)
         times = start + np.arange(n) / c.fps
         ref_t = float(start if reference_time is None else reference_time)
@@ -266,7 +283,7 @@ class World:
             lab = draw_labels(skel, cam, float(xs[i]), ss, scene, float(all_t[i]))
             img = colour_frame(lab, skel, spec, cam, float(xs[i]), ss, table, bg)
             small = lab[ss // 2::ss, ss // 2::ss]
-            out_img[i] = _to_u8(img)
+            out_img[i] = _to_u8(_blocks(img) if c.render == "blocks" else img)
             out_lab[i] = small
             px = cam.project(skel.keypoints, float(xs[i]))
             inside = (px[:, 0] >= 0) & (px[:, 0] < c.width) & (px[:, 1] >= 0) & (px[:, 1] < c.height)
@@ -286,6 +303,6 @@ class World:
         return ToyClip(
             frames=out_img[:n], reference=out_img[n], keypoints=kps[:n], scores=scores[:n],
             reference_keypoints=kps[n], reference_scores=scores[n], labels=out_lab[:n], reference_labels=out_lab[n],
-            background=_to_u8(bg), character=spec, motion_id=int(motion_id), scene=scene, times=times,
+            background=_to_u8(bg_out), character=spec, motion_id=int(motion_id), scene=scene, times=times,
             reference_time=ref_t, motion_kinds=motion.kinds(times), torso_px=torso[:n], limb_visibility=limb_vis[:n],
         )
