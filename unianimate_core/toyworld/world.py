@@ -34,6 +34,10 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_DIGITS = {"train": tuple(range(8)), "val": (8,), "test": (9,)}
 REFERENCE_RULES: tuple[str, ...] = ("random", "first")
 RENDER_MODES: tuple[str, ...] = ("blocks", "sharp")
+#: The random reference time is redrawn (up to this many draws) until the body's centre is within
+#: ON_STAGE body heights of the stage centre (so the reference shows the character).
+REFERENCE_TRIES = 16
+ON_STAGE = 0.5
 #: Side of the constant blocks of ``render="blocks"`` frames (the codec's reduction factor).
 BLOCK = 8
 
@@ -66,7 +70,7 @@ class WorldConfig:
     character, motion and scene). supersample: drawing resolution factor for anti-aliasing (2;
     1 is faster and aliased). occluder_prob: share of scenes with an object in front of the body.
     reference: "random" (a frame at a random time of the same motion and scene, as a frame picked
-    from a real video) or "first" (the clip's first frame). characters/motions: how many ids each
+    from a real video - a time at which the body is on the stage) or "first" (the clip's first frame). characters/motions: how many ids each
     split draws from (train, val, test). render: "blocks" (every 8x8 block of a frame is one colour,
     the area average of the anti-aliased drawing: exactly what the world's codec represents, so
     encoding and decoding ground truth is lossless) or "sharp" (the anti-aliased drawing itself).
@@ -239,7 +243,13 @@ class World:
         motion_id = nth_id(split, int(rng.integers(c.motions[k])))
         start = float(rng.uniform(0.0, 2.0))
         duration = c.frames / c.fps
-        ref = start if c.reference == "first" else float(rng.uniform(0.0, start + duration + 2.0))
+        if c.reference == "first":
+            ref = start
+        else:  # a time at which the body stands on the stage (not walked out of the frame)
+            tries = rng.uniform(0.0, start + duration + 2.0, size=REFERENCE_TRIES)
+            xs = np.abs(self.motion(motion_id).x(tries))
+            on = np.nonzero(xs <= ON_STAGE)[0]
+            ref = float(tries[on[0]] if on.size else tries[int(xs.argmin())])
         return dict(character_id=character_id, motion_id=motion_id, scene_seed=(k << 40) + index,
                     start=start, reference_time=ref)
 
