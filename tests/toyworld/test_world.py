@@ -255,3 +255,24 @@ def test_dataset_items_are_training_tensors():
     assert item["frames"].dtype == torch.float32 and 0 <= float(item["frames"].min()) and float(item["frames"].max()) <= 1
     with pytest.raises(IndexError):
         ds[3]
+
+
+def test_export_writes_a_video_dataset_that_reads_back(tmp_path):
+    import json
+
+    from unianimate_core.pipeline.video import read_clip
+    from unianimate_core.pose.pose_keypoint import from_pose_keypoint
+    from unianimate_core.toyworld.__main__ import main
+
+    assert main(["export", "--out", str(tmp_path), "--clips", "1", "--frames", "3", "--width", "64", "--height", "64",
+                 "--split", "val", "--start", "2"]) == 0
+    clip = World(WorldConfig(width=64, height=64, frames=3)).clip("val", 2)
+    video = read_clip(tmp_path / "clip_00002.mp4")
+    assert len(video.frames) == 3 and video.size == (64, 64)
+    # H.264 is lossy: the decoded frames are close to the ground truth, not equal
+    assert np.abs(np.stack(video.frames).astype(int) - clip.frames.astype(int)).mean() < 8
+    poses = from_pose_keypoint(json.loads((tmp_path / "clip_00002.json").read_text()))
+    vis = clip.scores[0] > 0
+    np.testing.assert_allclose(poses[0].people[0].keypoints[vis], clip.keypoints[0][vis], atol=1e-9)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["clips"][0]["character_id"] == clip.character.character_id

@@ -15,11 +15,12 @@ from .conditioning import clip_conditions, decode_latents, encode_frames
 from .dataset import ToyWorldDataset
 from .detector import Detection, detect, detect_frames, limb_masks
 from .errors import ToyWorldError
+from .generate import GenerateOptions, generate
 from .motion import Motion
 from .world import REFERENCE_RULES, SPLITS, ToyClip, World, WorldConfig, nth_id, split_of
 
 __all__ = [
-    "BlockCodec", "CharacterSpec", "Detection", "LIMBS", "LIMB_HUES", "Motion", "REFERENCE_RULES", "SPLITS",
+    "BlockCodec", "CharacterSpec", "Detection", "GenerateOptions", "generate", "LIMBS", "LIMB_HUES", "Motion", "REFERENCE_RULES", "SPLITS",
     "ToyClip", "ToyImageEncoder", "ToyWorldDataset", "ToyWorldError", "World", "WorldConfig",
     "clip_conditions", "decode_latents", "detect", "detect_frames", "encode_frames", "limb_masks", "load_toy_codec",
     "nth_id", "sample_character", "split_of",
