@@ -75,9 +75,11 @@ def _params(text: str) -> dict[str, Any]:
     return out
 
 
-def _read_video(path: str) -> np.ndarray:
+def _read_video(path: str, what: str) -> np.ndarray:
     from ..pipeline.video import read_clip
 
+    if not Path(path).exists():
+        raise EvaluationError(f"{what} not found: {path}. Pass an existing video file, animated image, image or image folder.")
     clip = read_clip(path)
     if not clip.frames:
         raise EvaluationError(f"{path} has no frames.")
@@ -134,14 +136,15 @@ def run_real(args: argparse.Namespace):
         raise EvaluationError(f"{len(args.name)} --name for {len(args.generated)} --generated videos; give one each or none.")
     if args.params and len(args.params) != len(args.generated):
         raise EvaluationError(f"{len(args.params)} --params for {len(args.generated)} --generated videos; give one each or none.")
-    reference = _read_video(args.reference)[0] if args.reference else None
-    gt_full = _read_video(args.ground_truth) if args.ground_truth else None
+    reference = _read_video(args.reference, "--reference")[0] if args.reference else None
+    gt_full = _read_video(args.ground_truth, "--ground-truth") if args.ground_truth else None
     pose_fn, backend = (None, "none") if args.keypoints else _pose_fn(args.pose_backend, args.models)
     encoder = None
     report = Report("UniAnimate evaluation")
     notes: list[str] = []
+    notes_pose: list[str] = []
     for i, path in enumerate(args.generated):
-        gen = _read_video(path)
+        gen = _read_video(path, "--generated")
         h, w = gen.shape[1:3]
         gt = None
         if gt_full is not None:
@@ -169,11 +172,14 @@ def run_real(args: argparse.Namespace):
         m = evaluate_video(gen, ground_truth=gt, reference=ref, gt_poses=gt_poses, pred_poses=pred_poses,
                            encoder=encoder, seams=seams, warp=not args.no_warp)
         m.info["pose_backend"] = backend if pred_poses is not None else "none"
+        if pred_poses is None and (args.keypoints or gt is not None) and not notes_pose:
+            notes_pose.append("pose following not measured: no pose backend available (install the DWPose files "
+                              "with --models DIR, or mediapipe) " + ("" if args.keypoints else "or no ground-truth video"))
         name = args.name[i] if args.name else Path(path).stem
         report.add(name, m, _params(args.params[i]) if args.params else {})
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.summary.items() if k in
                                       ("psnr_clip", "ssim", "pck_0.2", "id_colour", "tde", "flicker")))
-    for n in notes:
+    for n in notes + notes_pose:
         print("note: " + n)
     return report
 
