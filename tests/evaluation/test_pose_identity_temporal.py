@@ -110,3 +110,27 @@ def test_seams_and_drift():
     vals[[5, 10]] = 4.0
     c = seam_contrast(vals, [5, 10])
     assert c["at_seams"] == 4.0 and c["elsewhere"] == 1.0 and c["ratio"] == 4.0
+
+
+def test_embedding_similarity_is_one_for_the_reference_and_lower_for_others():
+    from unianimate_core.evaluation.identity import embedding_similarity
+    from unianimate_core.toyworld import ToyImageEncoder, World, WorldConfig
+
+    w = World(WorldConfig(width=64, height=64, frames=1, occluder_prob=0.0))
+    a, b = w.render(1, 3, 5), w.render(2, 3, 5)
+    ref = torch.from_numpy(a.reference).permute(2, 0, 1)[None].float() / 255
+    frames = torch.from_numpy(np.stack([a.reference, b.reference])).permute(0, 3, 1, 2).float() / 255
+    sim = embedding_similarity(frames, ref, ToyImageEncoder())
+    assert float(sim[0]) == pytest.approx(1.0, abs=1e-5) and float(sim[1]) < float(sim[0]) - 0.01
+
+
+def test_seam_metrics_for_every_per_frame_metric():
+    from unianimate_core.evaluation import evaluate_video
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 3, 16, 16, generator=g) * 0.5 + 0.25)
+    y = x.clone()
+    y[3:] += 0.05  # a jump at frame 3, then consistent
+    m = evaluate_video(y, ground_truth=x, seams=[3], warp=False)
+    assert m.summary["seam_tde"] == pytest.approx(0.05, abs=1e-6) and m.summary["seam_ratio"] > 100
+    assert m.summary["seam_l1"] == pytest.approx(0.05, abs=1e-6)

@@ -23,8 +23,9 @@ reference + encoder         ``id_embedding`` (cosine similarity of image embeddi
 
 Summary: the mean over frames of each (NaN frames ignored), ``psnr_clip`` (PSNR of the clip's mean
 squared error), ``drift_<metric>`` (last quarter minus first quarter) and ``drift_<metric>_slope``
-(per 100 frames) for clips of 8+ frames, and with ``seams``: ``seam_tde``/``seam_flicker`` (mean at
-seams), ``seam_ratio`` (at seams / elsewhere).
+(per 100 frames) for clips of 8+ frames, and with ``seams``: ``seam_<metric>`` (the mean of every
+per-frame metric at the seam frames) and ``seam_ratio`` (the temporal difference error - or the
+flicker without ground truth - at the seams divided by elsewhere; 1 = invisible seams).
 """
 from __future__ import annotations
 
@@ -136,10 +137,10 @@ def evaluate_video(generated, *, ground_truth=None, reference=None,
                 out.summary[f"drift_{k}"] = d["last_minus_first_quarter"]
                 out.summary[f"drift_{k}_slope"] = d["slope_per_100"]
     if seams:
+        for k in list(pf):
+            out.summary[f"seam_{k}"] = long_video.seam_contrast(pf[k], seams)["at_seams"]
         key = "tde" if "tde" in pf else "flicker"
-        c = long_video.seam_contrast(pf[key], seams)
-        out.summary[f"seam_{key}"] = c["at_seams"]
-        out.summary["seam_ratio"] = c["ratio"]
+        out.summary["seam_ratio"] = long_video.seam_contrast(pf[key], seams)["ratio"]
         out.info["seams"] = list(int(s) for s in seams)
     out.info["frames"] = f
     out.info["size"] = [int(gen.shape[3]), int(gen.shape[2])]
