@@ -7,7 +7,7 @@ import torch
 
 from unianimate_core.evaluation import drift, seam_contrast, seam_frames
 from unianimate_core.evaluation.identity import colour_distance, hellinger
-from unianimate_core.evaluation.pose_metrics import keypoint_errors, mask_iou, mean_error, pck, torso_length
+from unianimate_core.evaluation.pose_metrics import keypoint_errors, mask_iou, mean_error, pck, soft_iou, torso_length
 from unianimate_core.evaluation.temporal import flicker, temporal_difference_error, warp_error
 from unianimate_core.pose.keypoints import Person, PoseFrame
 
@@ -49,6 +49,17 @@ def test_mask_iou():
     b[0, 0, :4] = True      # 40 px inside a -> IoU 0.8
     b[0, 1, 5:] = True      # part 1 present only in gt -> IoU 0
     assert mask_iou(a, b, min_area=1).tolist() == [pytest.approx(0.4)]
+
+
+def test_soft_iou_is_the_weighted_jaccard_index():
+    a = np.zeros((1, 2, 4, 4))
+    b = np.zeros_like(a)
+    a[0, 0, :2] = 1.0          # 8 px of weight 1
+    b[0, 0, :2] = 0.5          # same pixels, half the weight -> 4 / 8
+    b[0, 0, 2] = 1.0           # 4 more px only in b -> union 8 + 4
+    b[0, 1] = 0.1              # part 1: total 1.6 < min_mass 4 -> not counted
+    assert soft_iou(a, b).tolist() == [pytest.approx(4 / 12)]
+    assert soft_iou(b, b).tolist() == [1.0]
 
 
 def test_hellinger_and_colour_distance():

@@ -24,13 +24,14 @@ def test_ground_truth_is_perfect_and_beats_the_baselines(moving_clip):
     clip = moving_clip
     gt = evaluate_toy_clip(clip.frames, clip, encoder=ToyImageEncoder(), gt_ceiling=True)
     assert gt.summary["psnr_clip"] == 100.0 and gt.summary["ssim"] == pytest.approx(1.0)
-    assert gt.summary["tde"] == 0.0 and gt.summary["l1"] == 0.0
+    assert gt.summary["tde"] == 0.0 and gt.summary["l1"] == 0.0 and gt.summary["limb_overlap"] == 1.0
     # the detector on the ground truth is the ceiling, reported alongside
     assert gt.summary["pck_0.2"] == pytest.approx(gt.info["gt_ceiling"]["pck_0.2"])
     base = {k: evaluate_toy_clip(v, clip, warp=False) for k, v in toy_baselines(clip).items()}
     copy, poses = base["copy_reference"], base["pose_images"]
     assert gt.summary["pck_0.2"] > copy.summary["pck_0.2"] + 0.1   # the reference is another pose
     assert gt.summary["limb_iou"] > copy.summary["limb_iou"] + 0.1
+    assert copy.summary["limb_overlap"] < 0.8 and poses.summary["limb_overlap"] < 0.2
     assert copy.summary["psnr"] < 40 and poses.summary["psnr"] < copy.summary["psnr"]
     assert poses.summary["id_colour"] > copy.summary["id_colour"]   # a skeleton is nobody
     assert copy.summary["flicker"] == 0.0

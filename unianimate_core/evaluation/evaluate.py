@@ -17,6 +17,7 @@ ground_truth                ``l1``, ``psnr``, ``ssim``, ``tde`` (temporal differ
 gt_poses + pred_poses or    ``pck_<alpha>`` (per alpha), ``kp_error`` (torso lengths, a missed
 pose_fn                     joint counts 1), ``kp_error_px`` (pixels, detected joints only)
 pred_masks + gt_masks       ``limb_iou``
+pred/gt_limb_maps           ``limb_overlap`` (weighted Jaccard of soft part maps)
 reference                   ``id_colour`` (Hellinger distance of character colours)
 reference + encoder         ``id_embedding`` (cosine similarity of image embeddings)
 =========================== ===============================================================
@@ -41,7 +42,8 @@ from .errors import EvaluationError
 from .frames import as_video, same_shape
 
 PCK_ALPHAS: tuple[float, ...] = (0.1, 0.2, 0.5)
-DRIFT_METRICS: tuple[str, ...] = ("psnr", "ssim", "l1", "pck_0.2", "kp_error", "limb_iou", "id_colour", "id_embedding", "tde")
+DRIFT_METRICS: tuple[str, ...] = ("psnr", "ssim", "l1", "pck_0.2", "kp_error", "limb_iou", "limb_overlap", "id_colour",
+                                  "id_embedding", "tde")
 
 
 @dataclass
@@ -71,6 +73,7 @@ def evaluate_video(generated, *, ground_truth=None, reference=None,
                    pose_fn: Callable[[np.ndarray], Sequence[PoseFrame]] | None = None,
                    pose_rows: Sequence[int] = pose_metrics.BODY_ROWS, reference_length: Sequence[float] | None = None,
                    pred_masks: np.ndarray | None = None, gt_masks: np.ndarray | None = None,
+                   pred_limb_maps: np.ndarray | None = None, gt_limb_maps: np.ndarray | None = None,
                    encoder=None, background=None, reference_mask=None, exclude_chroma: float | None = None,
                    exclude_mask: np.ndarray | None = None,
                    seams: Sequence[int] | None = None, warp: bool = True,
@@ -113,6 +116,8 @@ def evaluate_video(generated, *, ground_truth=None, reference=None,
         out.info["pose_joints_missed"] = int(np.isinf(err).sum())
     if pred_masks is not None and gt_masks is not None:
         pf["limb_iou"] = pose_metrics.mask_iou(np.asarray(pred_masks, bool), np.asarray(gt_masks, bool))
+    if pred_limb_maps is not None and gt_limb_maps is not None:
+        pf["limb_overlap"] = pose_metrics.soft_iou(np.asarray(pred_limb_maps), np.asarray(gt_limb_maps))
 
     if reference is not None:
         ref_img = as_video(reference, "reference")[:1]
@@ -152,27 +157,32 @@ def evaluate_toy_clip(generated, clip, *, encoder=None, seams: Sequence[int] | N
     """Evaluate frames generated for a world clip against its exact ground truth.
 
     Pose following uses the world's limb detector on the generated frames, scored on the 13 joints
-    it detects against the ground-truth keypoints (PCK unit: the exact torso length) and by limb-mask
-    IoU against the exact masks. Identity: character colours against the reference's character
+    it detects against the ground-truth keypoints (PCK unit: the exact torso length), by limb-mask
+    IoU against the exact masks, and by ``limb_overlap``: the weighted Jaccard index of the soft limb
+    coverage maps (``toyworld.detector.limb_weights``) of the generated and the ground-truth frame -
+    1.0 for the ground truth itself, and finer than hard masks on block frames. Identity: character colours against the reference's character
     (exact mask), with the known background, without the identity sleeves (the same on everyone) and
     without the pixels where the ground truth has the occluder.
     ``gt_ceiling``: also run the detector on the ground-truth frames (``info['gt_ceiling']``: what a
     perfect generator would score).
     """
     from ..toyworld.clip import SLEEVE_CHROMA
-    from ..toyworld.detector import DETECTED_ROWS, detect_frames
+    from ..toyworld.detector import DETECTED_ROWS, detect_frames, limb_weights
     from ..toyworld.skeleton import OCCLUDER
     from .frames import to_uint8_hwc
 
     gen = as_video(generated, "generated")
-    dets = detect_frames(to_uint8_hwc(gen))
+    gen_u8 = to_uint8_hwc(gen)
+    dets = detect_frames(gen_u8)
     ref_mask = (clip.reference_labels > 0) & (clip.reference_labels != OCCLUDER)
     common = dict(gt_poses=clip.pose_frames(), pose_rows=DETECTED_ROWS, reference_length=clip.torso_px,
                   gt_masks=clip.limb_masks(), encoder=encoder, background=clip.background,
                   reference_mask=ref_mask, exclude_chroma=SLEEVE_CHROMA, exclude_mask=clip.labels == OCCLUDER,
                   seams=seams, warp=warp)
     m = evaluate_video(gen, ground_truth=clip.frames, reference=clip.reference,
-                       pred_poses=[d.pose_frame() for d in dets], pred_masks=np.stack([d.masks for d in dets]), **common)
+                       pred_poses=[d.pose_frame() for d in dets], pred_masks=np.stack([d.masks for d in dets]),
+                       pred_limb_maps=np.stack([limb_weights(f) for f in gen_u8]),
+                       gt_limb_maps=np.stack([limb_weights(f) for f in clip.frames]), **common)
     if gt_ceiling:
         gdets = detect_frames(clip.frames)
         c = evaluate_video(clip.frames, pred_poses=[d.pose_frame() for d in gdets],

@@ -113,6 +113,20 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray, min_area: int = 20) -> np.ndarray
     inter = (pred & gt).sum((2, 3)).astype(np.float64)
     union = (pred | gt).sum((2, 3)).astype(np.float64)
     present = gt.sum((2, 3)) >= min_area
-    iou = np.where(present, inter / np.maximum(union, 1), np.nan)
-    with np.errstate(invalid="ignore"):
-        return np.where(present.any(1), np.nanmean(np.where(present, iou, np.nan), axis=1), np.nan)
+    iou = np.where(present, inter / np.maximum(union, 1), 0.0)
+    n = present.sum(1)
+    return np.where(n > 0, iou.sum(1) / np.maximum(n, 1), np.nan)
+
+
+def soft_iou(pred: np.ndarray, gt: np.ndarray, min_mass: float = 4.0) -> np.ndarray:
+    """``(F,)`` mean over parts of sum(min) / sum(max) of soft maps ``(F, K, H, W)`` in [0, 1] (the
+    weighted Jaccard index); a part counts when its ground-truth map has at least ``min_mass`` in total;
+    NaN for frames with none."""
+    if pred.shape != gt.shape:
+        raise EvaluationError(f"map shapes differ: {pred.shape} vs {gt.shape}.")
+    inter = np.minimum(pred, gt).sum((2, 3), dtype=np.float64)
+    union = np.maximum(pred, gt).sum((2, 3), dtype=np.float64)
+    present = gt.sum((2, 3), dtype=np.float64) >= min_mass
+    iou = np.where(present, inter / np.maximum(union, 1e-12), 0.0)
+    n = present.sum(1)
+    return np.where(n > 0, iou.sum(1) / np.maximum(n, 1), np.nan)

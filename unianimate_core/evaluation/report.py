@@ -24,11 +24,12 @@ from .evaluate import VideoMetrics
 #: direction that is better.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("psnr_clip", "up"), ("psnr", "up"), ("ssim", "up"), ("l1", "down"), ("pck_0.1", "up"), ("pck_0.2", "up"),
-    ("pck_0.5", "up"), ("kp_error", "down"), ("limb_iou", "up"), ("id_embedding", "up"), ("id_colour", "down"),
+    ("pck_0.5", "up"), ("kp_error", "down"), ("limb_iou", "up"), ("limb_overlap", "up"), ("id_embedding", "up"), ("id_colour", "down"),
     ("tde", "down"), ("warp", "down"), ("flicker", "down"), ("seam_ratio", "down"), ("drift_psnr", "up"),
     ("drift_pck_0.2", "up"), ("drift_id_colour", "down"),
 )
-PLOT_METRICS: tuple[str, ...] = ("psnr", "ssim", "l1", "pck_0.2", "kp_error", "limb_iou", "id_colour", "id_embedding",
+PLOT_METRICS: tuple[str, ...] = ("psnr", "ssim", "l1", "pck_0.2", "kp_error", "limb_iou", "limb_overlap", "id_colour",
+                                 "id_embedding",
                                  "tde", "warp", "flicker")
 
 

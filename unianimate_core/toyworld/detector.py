@@ -74,6 +74,25 @@ def limb_classes(image: np.ndarray) -> np.ndarray:
     return cls
 
 
+#: Chroma range mapped to limb coverage 0..1 by :func:`limb_weights` (other parts <= 0.25 chroma,
+#: sleeves 0.36-1.0; chosen on validation block frames, where it matched the exact block coverage best).
+COVERAGE_CHROMA = (0.2, 0.6)
+
+
+def limb_weights(image: np.ndarray) -> np.ndarray:
+    """``(8, H, W)`` float32 soft limb coverage: the nearest hue names the limb, the chroma between
+    0.2 (none) and 0.6 (full) says how much of the pixel (or 8x8 block) it covers. Block-averaged and
+    blurred frames keep a limb's hue and lose chroma in proportion to its coverage, so these maps
+    compare limb placement at a finer scale than hard masks."""
+    rgb = _as_rgb01(image)
+    hue, chroma = hsv_chroma(rgb)
+    d = np.abs((hue[..., None] - _HUES + 180.0) % 360.0 - 180.0)
+    cls = d.argmin(-1)
+    lo, hi = COVERAGE_CHROMA
+    cover = np.clip((chroma - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    return (cls[None] == np.arange(len(LIMBS))[:, None, None]) * cover[None]
+
+
 def limb_masks(image: np.ndarray) -> np.ndarray:
     """``(8, H, W)`` bool masks of the eight identity limbs (order :data:`~.character.LIMBS`)."""
     cls = limb_classes(image)
