@@ -18,7 +18,8 @@ gt_poses + pred_poses or    ``pck_<alpha>`` (per alpha), ``kp_error`` (torso len
 pose_fn                     joint counts 1), ``kp_error_px`` (pixels, detected joints only)
 pred_masks + gt_masks       ``limb_iou``
 pred/gt_limb_maps           ``limb_overlap`` (weighted Jaccard of soft part maps)
-reference                   ``id_colour`` (Hellinger distance of character colours)
+reference                   ``id_colour`` (Hellinger distance of character colours; only on
+                            ``identity_frames`` when given: frames that show the character)
 reference + encoder         ``id_embedding`` (cosine similarity of image embeddings)
 =========================== ===============================================================
 
@@ -75,7 +76,7 @@ def evaluate_video(generated, *, ground_truth=None, reference=None,
                    pred_masks: np.ndarray | None = None, gt_masks: np.ndarray | None = None,
                    pred_limb_maps: np.ndarray | None = None, gt_limb_maps: np.ndarray | None = None,
                    encoder=None, background=None, reference_mask=None, exclude_chroma: float | None = None,
-                   exclude_mask: np.ndarray | None = None,
+                   exclude_mask: np.ndarray | None = None, identity_frames: np.ndarray | None = None,
                    seams: Sequence[int] | None = None, warp: bool = True,
                    pck_alphas: Sequence[float] = PCK_ALPHAS) -> VideoMetrics:
     """Evaluate one generated video (see the module docstring for what each argument enables)."""
@@ -130,6 +131,8 @@ def evaluate_video(generated, *, ground_truth=None, reference=None,
                                                                exclude_chroma=exclude_chroma, exclude=excl))
             except EvaluationError as exc:  # e.g. nobody in the reference: say so, keep the other metrics
                 out.info["id_colour_skipped"] = str(exc)
+            if identity_frames is not None and "id_colour" in pf:
+                pf["id_colour"] = np.where(np.asarray(identity_frames, bool), pf["id_colour"], np.nan)
         if encoder is not None:
             pf["id_embedding"] = _np(identity.embedding_similarity(gen, ref_img, encoder))
 
@@ -150,6 +153,11 @@ def evaluate_video(generated, *, ground_truth=None, reference=None,
     out.info["frames"] = f
     out.info["size"] = [int(gen.shape[3]), int(gen.shape[2])]
     return out
+
+
+#: Frames in which the character covers less of the image than this are not scored for identity
+#: (it walked out of the frame: there is nothing to compare).
+MIN_BODY_SHARE = 0.01
 
 
 def evaluate_toy_clip(generated, clip, *, encoder=None, seams: Sequence[int] | None = None, warp: bool = True,
@@ -178,6 +186,7 @@ def evaluate_toy_clip(generated, clip, *, encoder=None, seams: Sequence[int] | N
     common = dict(gt_poses=clip.pose_frames(), pose_rows=DETECTED_ROWS, reference_length=clip.torso_px,
                   gt_masks=clip.limb_masks(), encoder=encoder, background=clip.background,
                   reference_mask=ref_mask, exclude_chroma=SLEEVE_CHROMA, exclude_mask=clip.labels == OCCLUDER,
+                  identity_frames=clip.body_mask().mean(axis=(1, 2)) >= MIN_BODY_SHARE,
                   seams=seams, warp=warp)
     m = evaluate_video(gen, ground_truth=clip.frames, reference=clip.reference,
                        pred_poses=[d.pose_frame() for d in dets], pred_masks=np.stack([d.masks for d in dets]),

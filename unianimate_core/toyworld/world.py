@@ -34,8 +34,9 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_DIGITS = {"train": tuple(range(8)), "val": (8,), "test": (9,)}
 REFERENCE_RULES: tuple[str, ...] = ("random", "first")
 RENDER_MODES: tuple[str, ...] = ("blocks", "sharp")
-#: The random reference time is redrawn (up to this many draws) until the body's centre is within
-#: ON_STAGE body heights of the stage centre (so the reference shows the character).
+#: The clip's start time is redrawn (up to this many draws) until the body's centre comes within
+#: ON_STAGE body heights of the stage centre during the clip, and the random reference time until it
+#: is there at that time: a clip never misses its character entirely and the reference shows it.
 REFERENCE_TRIES = 16
 ON_STAGE = 0.5
 #: Side of the constant blocks of ``render="blocks"`` frames (the codec's reduction factor).
@@ -241,13 +242,21 @@ class World:
         rng = np.random.default_rng(np.random.SeedSequence([c.seed, 3, k, index]))
         character_id = nth_id(split, int(rng.integers(c.characters[k])))
         motion_id = nth_id(split, int(rng.integers(c.motions[k])))
-        start = float(rng.uniform(0.0, 2.0))
         duration = c.frames / c.fps
+        motion = self.motion(motion_id)
+        # a start time at which the body is on the stage during the clip (it may walk out, not be absent)
+        starts = rng.uniform(0.0, 2.0, size=REFERENCE_TRIES)
+        start = 0.0  # the motion starts on the stage
+        for s0 in starts:
+            window = float(s0) + np.arange(min(c.frames, 64)) * (duration / c.frames) * max(1.0, c.frames / 64)
+            if np.abs(motion.x(window)).min() <= ON_STAGE:
+                start = float(s0)
+                break
         if c.reference == "first":
             ref = start
         else:  # a time at which the body stands on the stage (not walked out of the frame)
             tries = rng.uniform(0.0, start + duration + 2.0, size=REFERENCE_TRIES)
-            xs = np.abs(self.motion(motion_id).x(tries))
+            xs = np.abs(motion.x(tries))
             on = np.nonzero(xs <= ON_STAGE)[0]
             ref = float(tries[on[0]] if on.size else tries[int(xs.argmin())])
         return dict(character_id=character_id, motion_id=motion_id, scene_seed=(k << 40) + index,
