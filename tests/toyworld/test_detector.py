@@ -75,7 +75,7 @@ def _validate(render: str, size: int, clips: int = 12):
 
 def test_detector_on_sharp_ground_truth_frames():
     """Validation on 12 validation clips (96 frames, 128x128, sharp). Measured when written: limb-mask
-    IoU median 0.93; joints whose limb(s) are >= 60 % visible: PCK@0.2 torso 0.93, median error 2.1 px.
+    IoU median 0.93; joints whose limb(s) are >= 60 % visible: PCK@0.2 torso 0.92, median error 2.2 px.
     Bounds leave ~0.05 of margin (rendering is deterministic, but OpenCV/NumPy float rounding on
     another platform may move anti-aliased edge pixels)."""
     ious, errs, rel = _validate("sharp", 128)
@@ -87,7 +87,7 @@ def test_detector_on_sharp_ground_truth_frames():
 
 def test_detector_on_block_ground_truth_frames():
     """The same on block-constant frames (the codec's world): at 128x128 the content is a 16x16 grid,
-    so the detector is coarse - measured IoU median 0.56, PCK@0.2 0.56, median error 5.7 px. These
+    so the detector is coarse - measured IoU median 0.56, PCK@0.2 0.56, median error 5.6 px. These
     numbers are the ceiling a perfect generator reaches at this size (docs/observatory.md)."""
     ious, errs, rel = _validate("blocks", 128)
     assert np.median(ious) > 0.5
