@@ -31,9 +31,10 @@ STORAGE_DTYPES = COMPUTE_DTYPES + FP8_DTYPES
 #: themselves: CUDA (and ROCm, which reports "cuda") computes mean/variance in ``acc_type<T>`` =
 #: float, and the CPU kernels use ``opmath_type<T>`` = float (checked by
 #: tests/precision/test_norms.py::test_cpu_norm_kernels_accumulate_half_inputs_in_fp32). There a
-#: half-precision norm is exactly as accurate as upcasting to fp32 and rounding back, without the two
-#: extra full passes over the activation. Every other device (Apple MPS, Intel XPU, DirectML, ...)
-#: gets the explicit fp32 round trip: its kernels' accumulation is not documented.
+#: half-precision norm is as accurate as upcasting to fp32 and rounding back (one rounding of an
+#: fp32-accurate result either way), without two extra full passes over the activation. Every other
+#: device (Apple MPS, Intel XPU, DirectML, ...) gets the explicit fp32 round trip: the accumulation of
+#: its kernels is not documented.
 NORM_KERNELS_ACCUMULATE_IN_FP32 = frozenset({"cpu", "cuda"})
 
 

@@ -374,3 +374,23 @@ def test_cancelled_continuation_keeps_finished_segments(comfy_server, client, pr
     from safetensors.torch import load_file
     latent = load_file(str(sorted((comfy_server.output / "latents").glob("cancel_check*.latent"))[-1]))["latent_tensor"]
     assert latent.shape[0] == 2  # segment 0: frames 0 and 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weight_dtype", ["fp16", "fp8_e4m3fn"])
+def test_half_and_fp8_weights_run_in_the_real_comfyui(comfy_server, client, prepared, weight_dtype):
+    """Load UniAnimate Model with fp16 / fp8 weights in the real ComfyUI (--cpu): its own unet_manual_cast
+    picks fp32 compute, its own comfy.ops.manual_cast layers cast per call, and the repose workflow gives a
+    finite latent. (GPU-like native fp16 compute is covered by the fake ComfyUI, whose ops and dtype rules
+    tests/host/test_comfy_ops.py checks against these.)"""
+    stem = f"dtype_{weight_dtype}"
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "04_single_image_repose.json").read_text()), prepared, stem)
+    loader = next(v for v in prompt.values() if v["class_type"] == "LoadUniAnimateModel")
+    loader["inputs"]["weight_dtype"] = weight_dtype
+    log_start = len(comfy_server.log_text())
+    client.run(prompt, timeout=900)
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob(f"{stem}*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape == (1, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
+    stored = {"fp16": "torch.float16", "fp8_e4m3fn": "torch.float8_e4m3fn"}[weight_dtype]
+    assert f"weights {stored}, compute torch.float32" in comfy_server.log_text()[log_start:]

@@ -19,11 +19,25 @@ import sys
 import textwrap
 from pathlib import Path
 
+import importlib.util
+
 import torch
 
-from conftest import comfy_path, comfy_python
-
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _host_conftest():
+    """tests/host/conftest.py by path (a bare ``import conftest`` may find another directory's)."""
+    name = "unianimate_host_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+comfy_path, comfy_python = _host_conftest().comfy_path, _host_conftest().comfy_python
 
 OPS_PROBE = textwrap.dedent("""
     import sys, torch
