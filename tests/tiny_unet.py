@@ -13,7 +13,7 @@ land on a neighbouring value, which moves the golden UNet outputs by up to 8.6e-
 than the parity tolerance. :func:`fixture_randn` therefore reproduces the generator's draws without
 depending on the CPU: the same uniforms (``torch.rand`` on the same generator), the same float32
 Box-Muller angle, ``log``/``cos``/``sin`` in float64; that lands within 6e-7 of the AVX2 draws, and
-the 587 fp16 roundings this still changes are restored from
+the 588 fp16 roundings this still changes are restored from
 ``tests/fixtures/unet_tiny_corrections.json``. The result is the fixture generator's bytes.
 
 The regenerated (or cached) weights are checked against a committed per-tensor fingerprint
