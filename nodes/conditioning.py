@@ -13,14 +13,13 @@ import torch
 
 from ..unianimate_core.diffusion import Conditions
 from ..unianimate_core.errors import InputError
-from ..unianimate_core.pipeline.conditioning import clip_pixels, resize_frames, squash_resize_u8
+from ..unianimate_core.pipeline.conditioning import check_size, clip_pixels, resize_frames, squash_resize_u8
 from ..unianimate_core.pipeline.frames import FrameSelection, select_frames
 from ..unianimate_core.pose.image import swap_red_blue
 from . import comfy_bridge
 
 log = logging.getLogger("UniAnimate")
 
-POSE_COLORS = ("UniAnimate (as rendered by this pack)", "OpenPose (other packs, e.g. controlnet_aux)")
 CONDITION_MODES = ("standard", "first_frame", "both")
 
 
@@ -46,17 +45,6 @@ class Prepared:
     @property
     def latent_shape(self) -> tuple[int, int, int, int, int]:
         return (1, 4, self.frames, self.height // 8, self.width // 8)
-
-
-def snap_size(width: int, height: int, multiple: int) -> tuple[int, int, str]:
-    """Round width/height to the nearest multiple the UNet accepts (64 for the released model)."""
-    w = max(multiple, int(round(int(width) / multiple)) * multiple)
-    h = max(multiple, int(round(int(height) / multiple)) * multiple)
-    note = ""
-    if (w, h) != (int(width), int(height)):
-        note = (f"size {width}x{height} is not a multiple of {multiple}; using {w}x{h} (the VAE's factor 8 times one "
-                f"halving per UNet level: sizes must divide by {multiple}).")
-    return w, h, note
 
 
 def image_batch(images: Any, name: str) -> torch.Tensor:
@@ -121,7 +109,7 @@ def pose_pixels_u8(poses: Any, indices: Sequence[int], width: int, height: int, 
     if is_keypoints(poses):
         return render_keypoints([poses[i] for i in indices], width, height)
     frames = np.stack([squash_resize_u8(poses[i], (width, height)) for i in indices])
-    return swap_red_blue(frames) if colors == POSE_COLORS[1] else frames
+    return swap_red_blue(frames) if colors == "openpose" else frames
 
 
 def reference_pose_u8(reference_pose: Any, width: int, height: int, colors: str) -> np.ndarray:
@@ -135,7 +123,7 @@ def reference_pose_u8(reference_pose: Any, width: int, height: int, colors: str)
         return render_keypoints(reference_pose, width, height)
     image = first_image(reference_pose, "reference_pose")
     arr = squash_resize_u8(image, (width, height))[None]
-    return swap_red_blue(arr) if colors == POSE_COLORS[1] else arr
+    return swap_red_blue(arr) if colors == "openpose" else arr
 
 
 def select(poses: Any, max_frames: int, frame_interval: int) -> FrameSelection:
@@ -154,8 +142,7 @@ def prepare(vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: An
     """Resize, select, encode: the sampler inputs in the core's layout (all on the CPU)."""
     if condition_mode not in CONDITION_MODES:
         raise InputError(f"condition_mode must be one of {CONDITION_MODES}; got {condition_mode!r}.")
-    width, height, note = snap_size(width, height, multiple)
-    comfy_bridge.log_note(note)
+    check_size(width, height, multiple)
     selection = selection or select(poses, max_frames, frame_interval)
     reference = first_image(reference_image, "reference_image")
     comfy_bridge.check_vae(vae)

@@ -119,10 +119,9 @@ class LoadUniAnimateModel(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name: Optional[str] = None, weight_dtype: Optional[str] = None) -> bool | str:
-        """The file must exist (with the download hint); a linked weight_dtype arrives as None."""
-        if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:
-            return f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}."
+    def validate_inputs(cls, model_name: Optional[str] = None) -> bool | str:
+        """The file must exist (with the download hint). Only model_name is taken: ComfyUI shows a
+        validate_inputs message under every input the function takes, and checks weight_dtype itself."""
         if not model_name or folder_paths.get_full_path(folders.UNET_FOLDER, model_name) is None:
             return missing_model_message(model_name)
         return True

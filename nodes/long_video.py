@@ -24,17 +24,31 @@ from ..unianimate_core.diffusion import (
     iter_sample_long_continuation, plan_segments, prepare_noise, sample_long_sliding,
 )
 from ..unianimate_core.errors import InputError
-from . import comfy_bridge
-from .conditioning import POSE_COLORS, Prepared, prepare
+from . import choices, comfy_bridge
+from .conditioning import Prepared, prepare
 from .sampler import (
-    CATEGORY, activate, check_model, latent_output, make_generator, model_inputs, noise_options, sampler_options,
-    sampling_inputs, selection_inputs, validate_common,
+    CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, noise_options,
+    sampler_options, sampling_inputs, selection_inputs, validate_common,
 )
 from .types import UniAnimateModel
 
 log = logging.getLogger("UniAnimate")
 
 STRATEGIES = ("sliding_windows", "first_frame_continuation")
+
+
+def window_problem(context_size: Any, context_overlap: Any) -> str | None:
+    """context_size in 2..256 and context_overlap in 0..context_size - 1 (None = linked, unknown yet)."""
+    if context_size is not None and (isinstance(context_size, bool) or not isinstance(context_size, int)
+                                     or not 2 <= context_size <= 256):
+        return f"context_size = {context_size!r} must be in 2..256 frames."
+    if context_overlap is not None and (isinstance(context_overlap, bool) or not isinstance(context_overlap, int)
+                                        or context_overlap < 0):
+        return f"context_overlap = {context_overlap!r} must be 0 or more frames."
+    if context_size is not None and context_overlap is not None and context_overlap >= context_size:
+        return (f"context_overlap = {context_overlap} must be smaller than context_size ({context_size}), otherwise "
+                "the windows never advance.")
+    return None
 
 
 class LongVideoLoop(io.ComfyNode):
@@ -75,33 +89,30 @@ class LongVideoLoop(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None, steps: Any = None,
+    def validate_inputs(cls, width: Any = None, height: Any = None, pose_colors: Any = None,
                         context_size: Any = None, context_overlap: Any = None) -> bool | str:
-        """Static checks; ComfyUI passes a linked input as None (its value is not known yet): checked at run time."""
-        ok = validate_common(width, height, max_frames, steps)
-        if ok is not True:
-            return ok
-        if context_size is not None and (not isinstance(context_size, int) or not 2 <= context_size <= 256):
-            return f"context_size must be in 2..256 frames; got {context_size!r}."
-        if context_size is not None and context_overlap is not None and not 0 <= context_overlap < context_size:
-            return (f"context_overlap ({context_overlap}) must be >= 0 and smaller than context_size ({context_size}), "
-                    "otherwise the windows never advance.")
-        return True
+        """Static checks ComfyUI cannot make (see validate_common, plus overlap < window); ComfyUI passes a
+        linked input as None (its value is not known yet): checked at run time. Each message names its input."""
+        ok = validate_common(width, height, pose_colors)
+        problems = [] if ok is True else [ok]
+        problems.append(window_problem(context_size, context_overlap))
+        return choices.verdict(problems)
 
     @classmethod
     def execute(cls, model: Any, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any,
                 reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 0,
                 frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
-                noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = POSE_COLORS[0],
+                noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = "unianimate",
                 strategy: str = STRATEGIES[0], context_size: int = 32, context_overlap: int = 8,
                 context_batch_size: int = 1, colour_anchor: float = 0.0,
                 keep_finished_on_cancel: bool = True) -> io.NodeOutput:
         if strategy not in STRATEGIES:
             raise InputError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-        msg = cls.validate_inputs(width, height, max_frames, steps, context_size, context_overlap)
-        if msg is not True:
-            raise InputError(msg)
         model = check_model(model)
+        pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
+        msg = window_problem(context_size, context_overlap)
+        if msg:
+            raise InputError(msg)
         # every option is validated before the encoders run (CLIP vision takes seconds to minutes)
         options = sampler_options(model, steps, guidance)
         generator = make_generator(seed)

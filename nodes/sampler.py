@@ -15,14 +15,16 @@ from comfy_api.latest import io
 
 from ..unianimate_core.diffusion import NoiseOptions, SamplerOptions, prepare_noise, sample_video
 from ..unianimate_core.errors import InputError
+from ..unianimate_core.pipeline.conditioning import size_problem
 from . import comfy_bridge
-from .conditioning import CONDITION_MODES, POSE_COLORS, Prepared, prepare
+from . import choices
+from .conditioning import CONDITION_MODES, Prepared, prepare
 from .types import PoseKeypoint, UniAnimateModel, UniAnimateModelType
 
 log = logging.getLogger("UniAnimate")
 
 CATEGORY = "UniAnimate"
-MAX_SIZE = 4096
+MAX_SIZE = choices.MAX_SIZE
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
@@ -42,8 +44,8 @@ def model_inputs() -> list:
                            tooltip="The pose of the reference image (one frame; the reference_pose output of "
                                    "UniAnimate Pose Align)."),
         io.Int.Input("width", default=512, min=64, max=MAX_SIZE, step=64,
-                     tooltip="Output width in pixels, a multiple of 64 (other values are rounded, with a note in "
-                             "the log). The model was trained at 512x768; 768x1216 also works."),
+                     tooltip="Output width in pixels, a multiple of 64 (other values are refused with the two "
+                             "nearest sizes). The model was trained at 512x768; 768x1216 also works."),
         io.Int.Input("height", default=768, min=64, max=MAX_SIZE, step=64,
                      tooltip="Output height in pixels, a multiple of 64 (portrait, landscape and square all work)."),
     ]
@@ -77,10 +79,11 @@ def sampling_inputs(noise_prior_default: int) -> list:
                        tooltip="standard: reference via its latent (the official default). first_frame: the reference "
                                "becomes the first frame (better identity when the reference pose matches the first "
                                "pose). both: all conditions."),
-        io.Combo.Input("pose_colors", options=list(POSE_COLORS), default=POSE_COLORS[0],
-                       tooltip="Colour convention of pose IMAGES: this pack renders the R/B-swapped colours UniAnimate "
-                               "was trained on; choose OpenPose for standard pose images from other packs (they are "
-                               "converted). Ignored for POSE_KEYPOINT."),
+        io.Combo.Input("pose_colors", options=list(choices.COLOR_KEYS), default="unianimate",
+                       tooltip="Colour convention of pose IMAGES. unianimate: the R/B-swapped colours UniAnimate was "
+                               "trained on, what this pack's pose nodes draw. openpose: standard OpenPose colours "
+                               "(pose images from other packs, e.g. controlnet_aux; they are converted). Ignored "
+                               "for POSE_KEYPOINT."),
     ]
 
 
@@ -96,21 +99,30 @@ def check_model(model: Any) -> UniAnimateModel:
     return model
 
 
-def validate_common(width: Any = None, height: Any = None, max_frames: Any = None, steps: Any = None) -> bool | str:
-    """Cheap static checks; ComfyUI skips its own range checks for inputs named here, so they are redone.
+def validate_common(width: Any = None, height: Any = None, pose_colors: Any = None) -> bool | str:
+    """Static checks ComfyUI cannot make itself: sizes that are multiples of 64, and the colour combo
+    (old display labels accepted, see choices.py). Each message names its input.
 
-    None = not known yet (ComfyUI passes linked inputs to validate_inputs as None).
+    ComfyUI leaves its own range and list checks to this function for the inputs it takes, and
+    passes a linked input as None (its value is not known yet: checked at run time).
     """
-    for name, value in (("width", width), ("height", height)):
-        if value is None:
-            continue  # linked input: checked at run time
-        if not isinstance(value, int) or not 64 <= value <= MAX_SIZE:
-            return f"{name} must be an integer in 64..{MAX_SIZE} (a multiple of 64); got {value!r}."
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
-        return f"max_frames must be 0 (one frame per selected pose) or a positive number of frames; got {max_frames!r}."
-    if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= 1000):
-        return f"steps must be in 1..1000; got {steps!r}."
-    return True
+    return choices.verdict([*choices.size_problems(width, height), choices.color_problem("pose_colors", pose_colors)])
+
+
+def check_run_inputs(model: UniAnimateModel, width: Any, height: Any, max_frames: Any, pose_colors: Any) -> str:
+    """The run-time checks of the inputs a link may feed (ComfyUI validated only the widget values).
+
+    Returns the pose colour key (an old display label becomes its key).
+    """
+    multiple = model.config.pixel_multiple
+    problems = [size_problem("width", width, multiple), size_problem("height", height, multiple)]
+    if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 0:
+        problems.append(f"max_frames must be 0 (one frame per selected pose) or a positive number of frames; got "
+                        f"{max_frames!r}.")
+    found = [p for p in problems if p]
+    if found:
+        raise InputError(" ".join(found))
+    return choices.color_key("pose_colors", pose_colors)
 
 
 def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_call: int,
@@ -165,21 +177,18 @@ class UniAnimateSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None,
-                        steps: Any = None) -> bool | str:
-        """Static checks; ComfyUI passes a linked input as None (its value is not known yet): checked at run time."""
-        return validate_common(width, height, max_frames, steps)
+    def validate_inputs(cls, width: Any = None, height: Any = None, pose_colors: Any = None) -> bool | str:
+        """Static checks (see validate_common); ComfyUI checks the other inputs' ranges itself."""
+        return validate_common(width, height, pose_colors)
 
     @classmethod
     def execute(cls, model: Any, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any,
                 reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 32,
                 frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
                 noise_prior: int = 949, condition_mode: str = "standard",
-                pose_colors: str = POSE_COLORS[0]) -> io.NodeOutput:
+                pose_colors: str = "unianimate") -> io.NodeOutput:
         model = check_model(model)
-        msg = validate_common(width, height, max_frames, steps)
-        if msg is not True:
-            raise InputError(msg)
+        pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
         options = sampler_options(model, steps, guidance)
         noise_opts = noise_options(noise_prior, "offset_then_prior")
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,

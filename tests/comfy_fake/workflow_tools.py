@@ -8,7 +8,9 @@
 * :func:`validate_api` checks an API-format prompt against node interfaces in ``/object_info``
   form (the real server's, or the fake's ``GET_NODE_INFO_V1()`` plus the recorded core nodes):
   known node types, required inputs present, no unknown inputs, links to existing outputs of a
-  compatible type, numbers in range, combo values among the options.
+  compatible type, numbers in range, combo values among the options - except, as in ComfyUI, for the
+  inputs a node's own ``validate_inputs`` takes (ComfyUI leaves their range and list checks to it;
+  pass them as ``node_validated``).
 """
 from __future__ import annotations
 
@@ -99,13 +101,17 @@ def _types(t: Any) -> set[str]:
 
 
 def validate_api(prompt: dict[str, dict], object_info: dict[str, dict],
-                 file_inputs: Iterable[tuple[str, str]] = ()) -> list[str]:
+                 file_inputs: Iterable[tuple[str, str]] = (),
+                 node_validated: dict[str, Iterable[str]] | None = None) -> list[str]:
     """Problems of an API-format prompt; [] when it would pass ComfyUI's static validation.
 
     ``file_inputs``: (class, input) pairs whose combo lists files; any non-empty file name with an
-    extension is accepted there (the real list depends on the user's folders).
+    extension is accepted there (the real list depends on the user's folders). ``node_validated``:
+    {class: input names its ``validate_inputs`` takes}; ComfyUI skips its own range and list checks
+    for those (the caller runs the node's ``validate_inputs`` on them).
     """
     files = set(file_inputs)
+    own = {cls: set(names) for cls, names in (node_validated or {}).items()}
     errors: list[str] = []
     for nid, node in prompt.items():
         cls = node.get("class_type")
@@ -124,6 +130,8 @@ def validate_api(prompt: dict[str, dict], object_info: dict[str, dict],
             _, typ, opts = specs[name]
             if isinstance(value, list):
                 errors += _check_link(nid, cls, name, typ, value, prompt, object_info)
+            elif name in own.get(cls, ()):
+                continue
             else:
                 errors += _check_value(nid, cls, name, typ, opts, value, (cls, name) in files)
     return errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import json
 import subprocess
 import sys
@@ -75,6 +76,19 @@ def test_real_schemas_match_the_fake(object_info, fake_object_info):
                     assert ropts == fopts, (node, name)
 
 
+def node_validated() -> dict[str, list[str]]:
+    """Inputs our nodes' validate_inputs take (ComfyUI leaves their range/list checks to the node)."""
+    fake = install_fake_comfy(Path(tempfile.mkdtemp()))
+    try:
+        pack = load_pack("unianimate_host_validate_pack")
+        ext = asyncio.run(pack.comfy_entrypoint())
+        return {c.GET_SCHEMA().node_id: list(inspect.signature(c.validate_inputs).parameters)
+                for c in asyncio.run(ext.get_node_list()) if "validate_inputs" in c.__dict__}
+    finally:
+        unload_pack("unianimate_host_validate_pack")
+        fake.uninstall()
+
+
 def test_shipped_workflows_convert_and_validate_against_the_real_server(object_info):
     files = [(n, i) for n, i in (("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
                                  ("CLIPVisionLoader", "clip_name"), ("LoadUniAnimateModel", "model_name"),
@@ -82,7 +96,7 @@ def test_shipped_workflows_convert_and_validate_against_the_real_server(object_i
     for stem in STEMS:
         api = ui_to_api(json.loads((WORKFLOWS / f"{stem}.json").read_text()), object_info)
         assert strip_meta(api) == strip_meta(json.loads((WORKFLOWS / "api" / f"{stem}.json").read_text())), stem
-        assert validate_api(api, object_info, files) == [], stem
+        assert validate_api(api, object_info, files, node_validated()) == [], stem
 
 
 SIGNATURE_PROBE = textwrap.dedent("""
@@ -243,6 +257,34 @@ def test_shipped_workflow_runs_with_tiny_models(comfy_server, client, prepared, 
         assert len(decoded) == frames and decoded[0].shape == (SIZE, SIZE, 3)
 
 
+LEGACY = REPO / "tests" / "nodes" / "data" / "legacy_workflows"
+
+
+@pytest.mark.slow
+def test_workflow_saved_with_old_combo_labels_runs(comfy_server, client, prepared):
+    """The shipped 01 as it was saved before the combos got short keys (display labels in the sampler, the
+    extractors and the aligner) passes the real server's validation and runs."""
+    api = json.loads((LEGACY / "api" / "01_short_clip.json").read_text())
+    assert "UniAnimate (trained colours)" in json.dumps(api)
+    client.run(for_test_host(api, prepared, "legacy_01"), timeout=900)
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob("legacy_01*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape == (3, 4, SIZE // 8, SIZE // 8)
+
+
+def test_size_not_a_multiple_of_64_is_rejected_naming_the_input(client, prepared):
+    api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
+    prompt = for_test_host(api, prepared, "bad_size")
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
+    prompt[sampler]["inputs"]["height"] = 100
+    with pytest.raises(Exception) as err:
+        client.run(prompt, timeout=120)
+    errors = err.value.payload["node_errors"][sampler]["errors"]
+    assert {e["extra_info"]["input_name"] for e in errors} == {"width", "height", "pose_colors"}
+    assert all("height = 100 is not a multiple of 64" in e["details"] and "use 64 or 128" in e["details"]
+               for e in errors), errors
+
+
 def test_missing_model_is_rejected_with_the_fix(client, prepared):
     api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
     prompt = for_test_host(api, {**prepared, "unet": "nope.pth"}, "01_short_clip")
@@ -250,6 +292,9 @@ def test_missing_model_is_rejected_with_the_fix(client, prepared):
         client.run(prompt, timeout=120)
     text = str(err.value)
     assert "nope.pth" in text and "unianimate_16f_32f_non_ema_223000.pth" in text and "models/unianimate" in text
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "LoadUniAnimateModel")
+    errors = err.value.payload["node_errors"][loader]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["model_name"]  # shown once, under model_name
 
 
 # -------------------------------------------------------------------- empty-prompt context, CLIP input

@@ -41,7 +41,7 @@ def test_sliding_windows_match_the_core_and_report_whole_job_progress(host, loop
     core = host.pack.unianimate_core.diffusion
     prep = host.pack.nodes.conditioning.prepare(
         inputs["vae"], inputs["clip_vision"], inputs["reference_image"], inputs["poses"], inputs["reference_pose"],
-        W, H, 64, "standard", host.pack.nodes.conditioning.POSE_COLORS[0], 0, 1)
+        W, H, 64, "standard", "unianimate", 0, 1)
     g = torch.Generator().manual_seed(3)
     noise = core.prepare_noise(prep.latent_shape, g, core.NoiseOptions(0.1, 939, "prior_then_offset"),
                                prior_latent=prep.ref_latent)
@@ -103,8 +103,9 @@ def test_short_sequence_is_one_window(host, loop, inputs):
 
 def test_validation(loop):
     assert loop.validate_inputs(context_size=32, context_overlap=8) is True
-    assert "context_overlap" in loop.validate_inputs(context_size=8, context_overlap=8)
-    assert "context_size" in loop.validate_inputs(context_size=1)
+    assert loop.validate_inputs(context_size=8, context_overlap=8).startswith("context_overlap = 8 must be smaller")
+    assert loop.validate_inputs(context_size=1).startswith("context_size = 1")
+    assert loop.validate_inputs(width=96, context_size=1).startswith("width = 96 is not a multiple of 64")
     # a linked context_size is unknown at validation time: a large overlap is not rejected against a default
     assert loop.validate_inputs(context_overlap=40) is True
     with pytest.raises(ValueError, match="strategy"):

@@ -132,7 +132,7 @@ def test_single_pose_repose(sampler, inputs):
 def test_openpose_colours_are_converted(sampler, inputs):
     swapped = {**inputs, "poses": inputs["poses"][..., [2, 1, 0]], "reference_pose": inputs["reference_pose"][..., [2, 1, 0]]}
     a = sampler.execute(**inputs)[0]["samples"]
-    b = sampler.execute(**swapped, pose_colors="OpenPose (other packs, e.g. controlnet_aux)")[0]["samples"]
+    b = sampler.execute(**swapped, pose_colors="openpose")[0]["samples"]
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -153,11 +153,13 @@ def test_noise_prior_input_is_used(sampler, inputs):
     assert a.shape == b.shape and torch.isfinite(a).all() and not torch.allclose(a, b)
 
 
-def test_size_is_rounded_to_64_with_a_note(sampler, inputs, caplog):
-    with caplog.at_level(logging.WARNING, logger="UniAnimate"):
-        out = sampler.execute(**{**inputs, "width": 100, "height": 200})[0]["samples"]
-    assert out.shape[-2:] == (24, 16)  # 128 x 192 pixels
-    assert "100x200" in caplog.text and "128x192" in caplog.text
+def test_size_not_a_multiple_of_64_is_refused_naming_the_input(sampler, inputs):
+    """A linked size (not seen by validate_inputs) is checked before anything runs; nothing is rounded silently."""
+    clip = FakeClipVision()
+    with pytest.raises(ValueError, match=r"^width = 100 is not a multiple of 64 .*use 64 or 128\. "
+                                         r"height = 200 is not a multiple of 64 .*use 192 or 256\.$"):
+        sampler.execute(**{**inputs, "clip_vision": clip, "width": 100, "height": 200})
+    assert clip.seen_images == []
 
 
 def test_landscape_and_portrait(sampler, inputs):
@@ -166,12 +168,26 @@ def test_landscape_and_portrait(sampler, inputs):
 
 
 def test_validate_inputs(sampler):
-    assert sampler.validate_inputs(width=512, height=768, max_frames=32, steps=30) is True
-    assert sampler.validate_inputs(width=None, height=None, max_frames=None, steps=None) is True  # linked
+    assert sampler.validate_inputs(width=512, height=768, pose_colors="openpose") is True
+    assert sampler.validate_inputs(width=None, height=None, pose_colors=None) is True  # linked
     assert sampler.validate_inputs() is True  # linked inputs are left out altogether
-    assert "width" in sampler.validate_inputs(width=32)
-    assert "steps" in sampler.validate_inputs(steps=0)
-    assert "max_frames" in sampler.validate_inputs(max_frames=-1)
+    # every message starts with the input it is about (ComfyUI shows it under each input validate_inputs takes)
+    assert sampler.validate_inputs(width=32).startswith("width = 32 is too small")
+    assert sampler.validate_inputs(height=700).startswith("height = 700 is not a multiple of 64")
+    assert sampler.validate_inputs(width=8192).startswith("width = 8192 is above the maximum")
+    assert sampler.validate_inputs(pose_colors="rainbow") == "pose_colors = 'rainbow' is not one of unianimate, openpose."
+    # the inputs ComfyUI range-checks itself (steps, max_frames, ...) are not taken: their errors show only there
+    import inspect
+    assert list(inspect.signature(sampler.validate_inputs).parameters) == ["width", "height", "pose_colors"]
+
+
+def test_old_colour_labels_of_saved_workflows_still_work(sampler, inputs):
+    """Workflows saved before the combos had short keys store the display labels; they validate and run."""
+    old = "OpenPose (other packs, e.g. controlnet_aux)"
+    assert sampler.validate_inputs(width=64, height=64, pose_colors=old) is True
+    a = sampler.execute(**{**inputs, "pose_colors": "openpose"})[0]["samples"]
+    b = sampler.execute(**{**inputs, "pose_colors": old})[0]["samples"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -186,6 +202,8 @@ def test_validate_inputs(sampler):
     ({"poses": torch.rand(3, 64, 64)}, "poses got .* MASK"),
     ({"reference_image": images(1, 64, 64, seed=1)[..., :2]}, r"shape \(1, 64, 64, 2\)"),
     ({"condition_mode": "everything"}, "condition_mode"),
+    ({"pose_colors": "rainbow"}, "pose_colors must be one of unianimate, openpose"),
+    ({"max_frames": -1}, "max_frames must be 0"),
     ({"model": "not a model"}, "Load UniAnimate Model"),
 ])
 def test_wrong_inputs_get_actionable_errors(sampler, inputs, change, message):

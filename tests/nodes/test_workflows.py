@@ -15,6 +15,11 @@ import pytest
 from comfy_fake.workflow_tools import FRONTEND_ONLY, load_core_object_info, strip_meta, ui_to_api, validate_api
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+#: The shipped workflows as they were before the combos got short keys (they store display labels);
+#: saved workflows like these must keep validating and running.
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy_workflows"
+LEGACY_STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video_first_frame_continuation",
+                "04_single_image_repose"]
 STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video_first_frame_continuation",
          "04_single_image_repose"]
 FILE_INPUTS = [("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
@@ -35,6 +40,27 @@ def object_info(host):
     ours = {cls.GET_SCHEMA().node_id: cls for cls in host.node_classes().values()}
     info.update({node_id: cls.GET_NODE_INFO_V1() for node_id, cls in ours.items()})
     return info, ours
+
+
+def node_validated(ours: dict) -> dict[str, list[str]]:
+    """{node id: inputs its validate_inputs takes} - ComfyUI leaves their range/list checks to the node."""
+    return {nid: list(inspect.signature(cls.validate_inputs).parameters) for nid, cls in ours.items()
+            if "validate_inputs" in cls.__dict__}
+
+
+def check_prompt(prompt: dict, info: dict, ours: dict) -> list:
+    """validate_api plus our nodes' own validate_inputs on their constant inputs (links arrive as None)."""
+    problems = validate_api(prompt, info, FILE_INPUTS, node_validated(ours))
+    for nid, node in prompt.items():
+        cls = ours.get(node["class_type"])
+        if cls is None or "validate_inputs" not in cls.__dict__:
+            continue
+        wanted = inspect.signature(cls.validate_inputs).parameters
+        constants = {k: v for k, v in node["inputs"].items() if k in wanted and not isinstance(v, list)}
+        verdict = cls.validate_inputs(**constants)
+        if verdict is not True:
+            problems.append((nid, node["class_type"], verdict))
+    return problems
 
 
 def test_every_shipped_workflow_has_an_api_copy():
@@ -69,15 +95,19 @@ def test_api_copy_is_the_conversion_of_the_ui_workflow(stem, object_info):
 def test_api_workflow_passes_validation(stem, object_info):
     info, ours = object_info
     prompt = json.loads((WORKFLOWS / "api" / f"{stem}.json").read_text())
-    assert validate_api(prompt, info, FILE_INPUTS) == []
-    # and our nodes' own validate_inputs, with the constants ComfyUI would pass (links arrive as None)
-    for nid, node in prompt.items():
-        cls = ours.get(node["class_type"])
-        if cls is None or "validate_inputs" not in cls.__dict__:
-            continue
-        wanted = inspect.signature(cls.validate_inputs).parameters
-        constants = {k: v for k, v in node["inputs"].items() if k in wanted and not isinstance(v, list)}
-        assert cls.validate_inputs(**constants) is True, (stem, nid, node["class_type"])
+    assert check_prompt(prompt, info, ours) == []
+
+
+@pytest.mark.parametrize("stem", LEGACY_STEMS)
+def test_workflows_saved_with_old_combo_labels_still_validate(stem, object_info):
+    info, ours = object_info
+    ui = json.loads((LEGACY / f"{stem}.json").read_text())
+    assert "(trained colours)" in json.dumps(ui)  # really the old labels
+    api = ui_to_api(ui, info)
+    assert strip_meta(api) == strip_meta(json.loads((LEGACY / "api" / f"{stem}.json").read_text()))
+    assert check_prompt(api, info, ours) == []
+    # and without the node's own check (what ComfyUI does for inputs validate_inputs does not take) they fail
+    assert any("not one of" in p for p in validate_api(api, info, FILE_INPUTS))
 
 
 def test_validation_catches_broken_workflows(object_info):

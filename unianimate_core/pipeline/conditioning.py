@@ -175,17 +175,25 @@ def frames_from_decoded(decoded: torch.Tensor) -> torch.Tensor:
     return (decoded.float() * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
-def check_size(width: int, height: int, multiple: int) -> None:
-    """Raise an actionable error unless ``width`` and ``height`` are positive multiples of ``multiple``.
+def size_problem(name: str, value: int, multiple: int) -> str | None:
+    """Why ``value`` cannot be the output ``name`` ("width"/"height"), or None when it can.
 
     The UNet halves the latent once per level, so pixel sizes must divide by ``8 * 2**(levels - 1)``
-    (64 for the released model, spec G22).
+    (64 for the released model, spec G22). The message names the input and the two nearest sizes.
     """
-    if width <= 0 or height <= 0 or width % multiple or height % multiple:
-        def nearest(v: int) -> int:
-            return max(multiple, int(round(v / multiple)) * multiple)
-        raise PipelineError(
-            f"size {width}x{height} is not a multiple of {multiple} pixels in both directions, which "
-            f"this model needs (VAE factor 8 times one halving per UNet level); use e.g. "
-            f"{nearest(width)}x{nearest(height)}."
-        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{name} must be a whole number of pixels; got {value!r}."
+    if value < multiple:
+        return f"{name} = {value} is too small: use at least {multiple} pixels."
+    if value % multiple:
+        low = value // multiple * multiple
+        return (f"{name} = {value} is not a multiple of {multiple} (the VAE's factor 8 times one halving per UNet "
+                f"level); use {low} or {low + multiple}.")
+    return None
+
+
+def check_size(width: int, height: int, multiple: int) -> None:
+    """Raise an actionable error unless ``width`` and ``height`` are positive multiples of ``multiple``."""
+    problems = [p for p in (size_problem("width", width, multiple), size_problem("height", height, multiple)) if p]
+    if problems:
+        raise PipelineError(" ".join(problems))
