@@ -20,7 +20,8 @@ import torch
 from comfy.ldm.modules import attention as comfy_attention
 from comfy_api.latest import io
 
-from ..unianimate_core.checkpoint import OFFICIAL_FILENAME, OFFICIAL_URL, load_unet, read_state_dict, resolve_dtype
+from ..unianimate_core.checkpoint import load_unet, read_state_dict, resolve_dtype
+from ..unianimate_core.model_files import DOWNLOADS
 from ..unianimate_core.errors import CheckpointError, ModelFileNotFoundError
 from . import folders
 from .text_context import resolve_zero_y
@@ -40,7 +41,7 @@ _loaded: "weakref.WeakValueDictionary[tuple, Any]" = weakref.WeakValueDictionary
 def missing_model_message(model_name: Optional[str]) -> str:
     searched = "\n  ".join(folders.searched_folders(folders.UNET_FOLDER)) or "(no unianimate folder registered)"
     what = f"UniAnimate model file {model_name!r} not found." if model_name else "No UniAnimate model file found."
-    return (f"{what} Download {OFFICIAL_FILENAME} ({OFFICIAL_URL}) into ComfyUI/models/unianimate "
+    return (f"{what} Download {DOWNLOADS['unet'].hint()} "
             f"(or convert it to .safetensors with `python -m unianimate_core.convert`), then press R to refresh. "
             f"Searched:\n  {searched}")
 

@@ -22,6 +22,7 @@ from ..unianimate_core.errors import PoseError
 from ..unianimate_core.pose.align import AlignConfig, align_poses
 from ..unianimate_core.pose.dwpose import EstimatorCache
 from ..unianimate_core.pose.keypoints import PoseFrame
+from ..unianimate_core.model_files import DOWNLOADS
 from ..unianimate_core.pose.models import DWPOSE_DETECTOR, DWPOSE_POSE_MODEL, find_model_file
 from ..unianimate_core.pose.pose_keypoint import from_pose_keypoint, to_pose_keypoint
 from ..unianimate_core.pose.render import render_pose
@@ -101,10 +102,10 @@ class PoseExtractor(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="One image or a batch of video frames."),
                 io.Combo.Input("detector_model", options=model_options(DWPOSE_DETECTOR), default=DWPOSE_DETECTOR,
-                               tooltip="Person detector (yolox_l.onnx from huggingface.co/yzd-v/DWPose) in "
-                                       "models/dwpose (also found in models/unianimate and controlnet_aux's cache)."),
+                               tooltip=f"Person detector: {DOWNLOADS['dwpose_detector'].hint()} (also found in "
+                                       "models/unianimate and controlnet_aux's cache)."),
                 io.Combo.Input("pose_model", options=model_options(DWPOSE_POSE_MODEL), default=DWPOSE_POSE_MODEL,
-                               tooltip="Whole-body pose model (dw-ll_ucoco_384.onnx from huggingface.co/yzd-v/DWPose)."),
+                               tooltip=f"Whole-body pose model: {DOWNLOADS['dwpose_pose'].hint()}."),
                 io.Int.Input("max_people", default=1, min=0, max=64,
                              tooltip="People per image to estimate, best detections first (1 = the official choice; "
                                      "0 = everyone; each person costs one pose-model run)."),
