@@ -107,19 +107,10 @@ def clip_image_embedding(clip_vision: Any, pixels_224: torch.Tensor) -> torch.Te
     return embeds[:1].unsqueeze(1).cpu()
 
 
-def vae_encode_reference(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1] -> the reference latent (1, 4, h, w) x 0.18215 (model space).
-
-    ComfyUI's VAE.encode returns the posterior mean; the official code draws a posterior sample.
-    """
+def vae_encode_mean(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1] -> ComfyUI's VAE.encode: the raw posterior mean (1, 4, h, w) (the core scales it)."""
     check_vae(vae)
-    raw = vae.encode(pixels.permute(0, 2, 3, 1).contiguous())
-    if raw.ndim == 5:  # a video VAE that slipped through: (1, C, 1, h, w)
-        raw = raw[:, :, 0]
-    latent = raw[:1].float().cpu() * LATENT_SCALE
-    if not bool(torch.isfinite(latent).all()):
-        raise InputError("The VAE returned NaN/inf for the reference image; its weights are broken - reload the VAE.")
-    return latent
+    return vae.encode(pixels.permute(0, 2, 3, 1).contiguous())
 
 
 def vae_decode_frames(vae: Any, model_latent: torch.Tensor) -> torch.Tensor:

@@ -20,15 +20,15 @@ import torch
 from comfy_api.latest import io
 
 from ..unianimate_core.diffusion import (
-    ContinuationOptions, NoiseOptions, SamplerOptions, SlidingWindowOptions, count_work_units,
-    iter_sample_long_continuation, plan_segments, prepare_noise, sample_long_sliding,
+    ContinuationOptions, NoiseOptions, SamplerOptions, SlidingWindowOptions, plan_segments,
 )
+from ..unianimate_core.pipeline.prepare import noise_options, sample_clip, strategy_name, work_units
 from ..unianimate_core.errors import InputError
 from . import choices, comfy_bridge
 from .conditioning import Prepared, prepare
 from .sampler import (
-    CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, noise_options,
-    sampler_options, sampling_inputs, selection_inputs, validate_common,
+    CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, sampler_options,
+    sampling_inputs, selection_inputs, validate_common,
 )
 from .types import UniAnimateModel
 
@@ -115,46 +115,29 @@ class LongVideoLoop(io.ComfyNode):
             raise InputError(msg)
         # every option is validated before the encoders run (CLIP vision takes seconds to minutes)
         options = sampler_options(model, steps, guidance)
-        generator = make_generator(seed)
-        if strategy == "sliding_windows":
-            windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
-                                           context_batch_size=int(context_batch_size))
-            noise = noise_options(noise_prior, "prior_then_offset")  # official long mode: prior first
-            prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                           model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
-            latent = run_sliding(model, prep, options, windows, noise, generator)
-        else:
-            continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
-            noise = noise_options(noise_prior, "offset_then_prior")  # each segment's noise like a short run
-            prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                           model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
-            latent = run_continuation(model, vae, prep, options, continuation, noise, generator,
-                                      keep_finished_on_cancel)
+        core_strategy = strategy_name(strategy)
+        windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
+                                       context_batch_size=int(context_batch_size))
+        continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
+        noise = noise_options(core_strategy, noise_prior)  # the strategy's official order of prior and offset
+        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+        latent = run_long(model, vae, prep, core_strategy, options, windows, continuation, noise,
+                          make_generator(seed), keep_finished_on_cancel)
         return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
 
 
-def run_sliding(model: UniAnimateModel, prep: Prepared, options: SamplerOptions, windows: SlidingWindowOptions,
-                noise_opts: NoiseOptions, generator: torch.Generator) -> torch.Tensor:
-    """Official long mode: every step denoises overlapping windows and averages the overlaps."""
-    noise = prepare_noise(prep.latent_shape, generator, noise_opts, prior_latent=prep.ref_latent)
-    per_call = min(windows.context_size, prep.frames)
-    with comfy_bridge.oom_advice(f"sampling windows of {per_call} frames at {prep.width}x{prep.height}"):
-        unet, options = activate(model, prep, per_call, windows.context_batch_size, options)
-        total = count_work_units(prep.frames, options, windows)
-        progress = comfy_bridge.ComfyProgress(total, model.patcher.load_device)
-        latent = sample_long_sliding(unet, noise, prep.cond, options, windows, generator=generator,
-                                     progress=progress, should_cancel=comfy_bridge.should_cancel)
-    log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
-             prep.frames, prep.width, prep.height, per_call, windows.context_overlap)
-    return latent
+def run_long(model: UniAnimateModel, vae: Any, prep: Prepared, strategy: str, options: SamplerOptions,
+             windows: SlidingWindowOptions, continuation: ContinuationOptions, noise: NoiseOptions,
+             generator: torch.Generator, keep_finished: bool) -> torch.Tensor:
+    """The core's sampling path with ComfyUI's memory management, progress bar and Cancel.
 
-
-def run_continuation(model: UniAnimateModel, vae: Any, prep: Prepared, options: SamplerOptions,
-                     continuation: ContinuationOptions, noise_opts: NoiseOptions, generator: torch.Generator,
-                     keep_finished: bool) -> torch.Tensor:
-    """Segments chained through their decoded last frame; finished segments survive a Cancel."""
-    per_call = min(continuation.segment_length, prep.frames)
-    segments = plan_segments(prep.frames, continuation.segment_length)
+    sliding windows: every step denoises overlapping windows and averages the overlaps (one part at
+    the end). continuation: segments chained through their decoded last frame; finished segments
+    survive a Cancel.
+    """
+    per_call = min(windows.context_size if strategy == "windows" else continuation.segment_length, prep.frames)
+    batch = windows.context_batch_size if strategy == "windows" else 1
     mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype)
 
     def decode_last_frame(latent: torch.Tensor) -> torch.Tensor:
@@ -163,22 +146,27 @@ def run_continuation(model: UniAnimateModel, vae: Any, prep: Prepared, options: 
         return pixels.to(latent.device)
 
     parts: list[torch.Tensor] = []
-    with comfy_bridge.oom_advice(f"sampling segments of {per_call} frames at {prep.width}x{prep.height}"):
-        unet, options = activate(model, prep, per_call, 1, options)
-        progress = comfy_bridge.ComfyProgress(len(segments) * len(options.schedule_timesteps()),
+    segments = len(plan_segments(prep.frames, continuation.segment_length))
+    what = "windows" if strategy == "windows" else "segments"
+    with comfy_bridge.oom_advice(f"sampling {what} of {per_call} frames at {prep.width}x{prep.height}"):
+        unet, options = activate(model, prep, per_call, batch, options)
+        progress = comfy_bridge.ComfyProgress(work_units(prep.frames, strategy, options, windows, continuation),
                                               model.patcher.load_device)
         try:
-            for segment in iter_sample_long_continuation(
-                    unet, prep.cond, options, continuation, decode_last_frame=decode_last_frame,
-                    noise=noise_opts, generator=generator, prior_latent=prep.ref_latent,
-                    anchor_pixels=prep.ref_pixels, progress=progress, should_cancel=comfy_bridge.should_cancel):
-                parts.append(segment.latent)
-                log.info("UniAnimate: segment %d/%d done (%d frames)", segment.index + 1, len(segments),
-                         sum(p.shape[2] for p in parts))
+            for part in sample_clip(unet, prep, strategy, options, generator=generator, noise=noise, windows=windows,
+                                    continuation=continuation, decode_last_frame=decode_last_frame, progress=progress,
+                                    should_cancel=comfy_bridge.should_cancel):
+                parts.append(part.latent)
+                if part.index is not None:
+                    log.info("UniAnimate: segment %d/%d done (%d frames)", part.index + 1, segments,
+                             sum(p.shape[2] for p in parts))
         except mm.InterruptProcessingException:
             if not (keep_finished and parts):
                 raise
             done = sum(p.shape[2] for p in parts)
             log.warning("UniAnimate: cancelled after %d of %d segments; returning the %d finished frames of %d.",
-                        len(parts), len(segments), done, prep.frames)
+                        len(parts), segments, done, prep.frames)
+    if strategy == "windows":
+        log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
+                 prep.frames, prep.width, prep.height, per_call, windows.context_overlap)
     return torch.cat(parts, dim=2)

@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
-from ..unianimate_core.diffusion import NoiseOptions, SamplerOptions, prepare_noise, sample_video
+from ..unianimate_core.diffusion import SamplerOptions
 from ..unianimate_core.errors import InputError
 from ..unianimate_core.pipeline.conditioning import size_problem
+from ..unianimate_core.pipeline.prepare import noise_options, sample_clip, work_units
 from . import comfy_bridge
 from . import choices
 from .conditioning import CONDITION_MODES, Prepared, prepare
@@ -150,11 +151,6 @@ def sampler_options(model: UniAnimateModel, steps: int, guidance: float) -> Samp
                           model_dtype=model.compute_dtype)
 
 
-def noise_options(noise_prior: int, order: str) -> NoiseOptions:
-    """Offset noise 0.1 and the reference prior at ``noise_prior`` (0 = pure noise), in the official order."""
-    return NoiseOptions(0.1, int(noise_prior) or None, order)
-
-
 def make_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) & MAX_SEED)
 
@@ -190,15 +186,15 @@ class UniAnimateSampler(io.ComfyNode):
         model = check_model(model)
         pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
         options = sampler_options(model, steps, guidance)
-        noise_opts = noise_options(noise_prior, "offset_then_prior")
+        noise = noise_options("short", noise_prior)
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
                        model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
         generator = make_generator(seed)
-        noise = prepare_noise(prep.latent_shape, generator, noise_opts, prior_latent=prep.ref_latent)
         with comfy_bridge.oom_advice(f"sampling {prep.frames} frames at {prep.width}x{prep.height}"):
             unet, options = activate(model, prep, prep.frames, 1, options)
-            progress = comfy_bridge.ComfyProgress(len(options.schedule_timesteps()), model.patcher.load_device)
-            latent = sample_video(unet, noise, prep.cond, options, generator=generator, progress=progress,
+            progress = comfy_bridge.ComfyProgress(work_units(prep.frames, "short", options),
+                                                  model.patcher.load_device)
+            (part,) = sample_clip(unet, prep, "short", options, generator=generator, noise=noise, progress=progress,
                                   should_cancel=comfy_bridge.should_cancel)
         log.info("UniAnimate: generated %d frames at %dx%d", prep.frames, prep.width, prep.height)
-        return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
+        return io.NodeOutput(comfy_bridge.to_comfy_latent(part.latent))

@@ -305,6 +305,7 @@ ZERO_Y_PROBE = textwrap.dedent("""
     import comfy.options; comfy.options.enable_args_parsing()
     import torch, comfy.sd, comfy.supported_models_base as smb, comfy.clip_model
     from comfy.text_encoders import sd2_clip
+    import folder_paths, comfy.model_management, comfy_api.latest  # what ComfyUI has imported before it loads packs
 
     spec = importlib.util.spec_from_file_location("unianimate_probe_pack", {init!r}, submodule_search_locations=[{repo!r}])
     pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack; spec.loader.exec_module(pack)

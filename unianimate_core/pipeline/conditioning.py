@@ -8,7 +8,9 @@ spec §3.2-3.3), so a result made headless and one made in ComfyUI see identical
 * the CLIP input is the reference squashed to 224 x 224 with PIL bilinear and normalised with the
   OpenAI CLIP mean/std (G9) - *not* OpenCLIP's or ComfyUI's bicubic + centre-crop preprocessing;
 * pose and first-frame pixels stay in ``[0, 1]`` (G4); the VAE input is ``[-1, 1]``;
-* the reference latent is a posterior **sample** (mean + std * randn) times 0.18215 (G8).
+* the reference latent is the VAE posterior **mean** times 0.18215 in every front end (a documented
+  deviation: the official code draws a posterior sample, G8; see ``prepare.py``); ``posterior_sample``
+  / ``reference_latent`` reproduce the official draw for parity work.
 
 Images may be given as PIL images, ``uint8`` arrays ``(H, W, 3)`` or float tensors in ``[0, 1]``
 shaped ``(H, W, 3)`` / ``(N, H, W, 3)`` (ComfyUI's IMAGE layout). Float images are rounded to 8 bit
@@ -154,6 +156,13 @@ def posterior_sample(moments: torch.Tensor, generator: torch.Generator | None = 
     std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
     noise = torch.randn(mean.shape, generator=generator, dtype=torch.float32, device="cpu").to(mean.device)
     return mean + std * noise
+
+
+def posterior_mean(moments: torch.Tensor) -> torch.Tensor:
+    """The mean half of VAE moments ``(B, 2C, h, w)`` -> ``(B, C, h, w)`` float32 (what ComfyUI's VAE.encode gives)."""
+    if moments.ndim != 4 or moments.shape[1] % 2:
+        raise PipelineError(f"VAE moments must be (B, 2*C, h, w) (mean and log-variance); got {tuple(moments.shape)}.")
+    return moments.float().chunk(2, dim=1)[0]
 
 
 def reference_latent(moments: torch.Tensor, generator: torch.Generator | None = None,
