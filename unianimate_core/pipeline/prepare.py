@@ -24,8 +24,7 @@ The reference latent is the VAE posterior mean, for every front end. The officia
 posterior sample (spec G8); ComfyUI's ``VAE.encode`` only returns the mean (TAESD-style VAEs have no
 posterior at all), so the nodes cannot draw one, and the command line uses the mean too: node and
 command line then give the same latent for the same inputs and seed. The difference to the official
-sample is the VAE's posterior noise (log-variance around -10 to -20 for SD VAEs, i.e. a standard
-deviation of at most 0.7 % of a typical latent value) on the reference latent only.
+sample is the VAE's posterior noise on the reference latent only.
 ``conditioning.posterior_sample`` stays available for parity work with official tensors.
 
 Determinism: every random number comes from the caller's CPU ``torch.Generator`` in a fixed order
