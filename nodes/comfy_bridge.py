@@ -64,6 +64,45 @@ def to_comfy_latent(model_latent: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"samples": samples.to(mm.intermediate_device())}
 
 
+def from_comfy_latent(latent: Any, frames: int, width: int, height: int) -> torch.Tensor:
+    """A ComfyUI LATENT to refine -> model space (1, 4, F, h, w) x 0.18215, float32 CPU.
+
+    ComfyUI's convention for SD-family video: ``{"samples": (F, 4, H/8, W/8)}``, frames in the batch,
+    raw VAE scale (what VAE Encode of the frames and this pack's samplers produce). Every mismatch is
+    named with its fix; a noise mask (inpainting) is refused rather than ignored.
+    """
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise InputError(f"latent must be a ComfyUI LATENT (a dict with 'samples'); got {type(latent).__name__}.")
+    samples = latent["samples"]
+    if samples.ndim == 5:
+        raise InputError(
+            f"latent holds video latents shaped {tuple(samples.shape)} (batch, channels, time, h, w) from a video "
+            "VAE (Wan, Hunyuan, LTX ...). UniAnimate refines SD-family latents with the frames in the batch: encode "
+            "the frames with VAE Encode and the SD 2.1 VAE.")
+    if samples.ndim != 4 or samples.shape[1] != 4:
+        raise InputError(
+            f"latent samples are shaped {tuple(samples.shape)}; UniAnimate needs (frames, 4, height/8, width/8) from "
+            "an SD 1.x/2.x VAE (VAE Encode with the SD 2.1 VAE, or a UniAnimate sampler's output).")
+    if latent.get("noise_mask") is not None:
+        raise InputError("latent carries a noise mask (Set Latent Noise Mask / VAE Encode for Inpainting); UniAnimate "
+                         "refines whole frames - use a latent without a mask.")
+    h, w = height // 8, width // 8
+    if tuple(samples.shape[2:]) != (h, w):
+        lh, lw = samples.shape[2], samples.shape[3]
+        raise InputError(
+            f"latent is {lw}x{lh} latent pixels ({lw * 8}x{lh * 8} pixels) but width x height is {width}x{height}; "
+            f"set width {lw * 8} and height {lh * 8}, or scale the frames before VAE Encode.")
+    if samples.shape[0] != frames:
+        raise InputError(
+            f"latent has {samples.shape[0]} frames but this run generates {frames} (from the poses, max_frames and "
+            "frame_interval); use the same max_frames / frame_interval as the run that made the latent, or give "
+            f"{frames} frames (e.g. ImageFromBatch before VAE Encode).")
+    model = samples.detach().float().cpu() * LATENT_SCALE
+    if not bool(torch.isfinite(model).all()):
+        raise InputError("latent contains NaN/inf values; recompute it.")
+    return model.permute(1, 0, 2, 3).unsqueeze(0).contiguous()
+
+
 def check_vae(vae: Any) -> None:
     """The sampler needs an SD1.x/2.x image VAE: 4 latent channels, 8x, 2-D."""
     if not (hasattr(vae, "encode") and hasattr(vae, "decode")):

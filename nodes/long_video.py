@@ -22,13 +22,15 @@ from comfy_api.latest import io
 from ..unianimate_core.diffusion import (
     ContinuationOptions, NoiseOptions, SamplerOptions, SlidingWindowOptions, plan_segments,
 )
-from ..unianimate_core.pipeline.prepare import noise_options, sample_clip, strategy_name, work_units
+from ..unianimate_core.pipeline.prepare import (
+    effective_sampler, noise_options, sample_clip, strategy_name, work_units,
+)
 from ..unianimate_core.errors import InputError
 from . import choices, comfy_bridge
-from .conditioning import Prepared, prepare
+from .conditioning import Prepared, prepare, select
 from .sampler import (
-    CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, sampler_options,
-    sampling_inputs, selection_inputs, validate_common,
+    CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, refine_inputs,
+    refine_latent, sampler_options, sampling_inputs, selection_inputs, validate_common,
 )
 from .types import UniAnimateModel
 
@@ -84,7 +86,7 @@ class LongVideoLoop(io.ComfyNode):
                 io.Boolean.Input("keep_finished_on_cancel", default=True,
                                  tooltip="first_frame_continuation: on Cancel, return the segments that are finished so "
                                          "the rest of the workflow decodes and saves them (off = a plain cancel)."),
-            ],
+            ] + refine_inputs(),
             outputs=[latent_output()],
         )
 
@@ -105,7 +107,7 @@ class LongVideoLoop(io.ComfyNode):
                 noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = "unianimate",
                 strategy: str = STRATEGIES[0], context_size: int = 32, context_overlap: int = 8,
                 context_batch_size: int = 1, colour_anchor: float = 0.0,
-                keep_finished_on_cancel: bool = True) -> io.NodeOutput:
+                keep_finished_on_cancel: bool = True, latent: Any = None, denoise: float = 1.0) -> io.NodeOutput:
         if strategy not in STRATEGIES:
             raise InputError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
         model = check_model(model)
@@ -120,16 +122,20 @@ class LongVideoLoop(io.ComfyNode):
                                        context_batch_size=int(context_batch_size))
         continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
         noise = noise_options(core_strategy, noise_prior)  # the strategy's official order of prior and offset
+        selection = select(poses, max_frames, frame_interval)
+        init = refine_latent(latent, denoise, selection.num_frames, width, height)
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
-        latent = run_long(model, vae, prep, core_strategy, options, windows, continuation, noise,
-                          make_generator(seed), keep_finished_on_cancel)
-        return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval,
+                       selection=selection)
+        out = run_long(model, vae, prep, core_strategy, options, windows, continuation, noise,
+                       make_generator(seed), keep_finished_on_cancel, init, float(denoise))
+        return io.NodeOutput(comfy_bridge.to_comfy_latent(out))
 
 
 def run_long(model: UniAnimateModel, vae: Any, prep: Prepared, strategy: str, options: SamplerOptions,
              windows: SlidingWindowOptions, continuation: ContinuationOptions, noise: NoiseOptions,
-             generator: torch.Generator, keep_finished: bool) -> torch.Tensor:
+             generator: torch.Generator, keep_finished: bool, init: torch.Tensor | None = None,
+             denoise: float = 1.0) -> torch.Tensor:
     """The core's sampling path with ComfyUI's memory management, progress bar and Cancel.
 
     sliding windows: every step denoises overlapping windows and averages the overlaps (one part at
@@ -150,12 +156,13 @@ def run_long(model: UniAnimateModel, vae: Any, prep: Prepared, strategy: str, op
     what = "windows" if strategy == "windows" else "segments"
     with comfy_bridge.oom_advice(f"sampling {what} of {per_call} frames at {prep.width}x{prep.height}"):
         unet, options = activate(model, prep, per_call, batch, options)
-        progress = comfy_bridge.ComfyProgress(work_units(prep.frames, strategy, options, windows, continuation),
+        steps_run = effective_sampler(options, denoise, init is not None)
+        progress = comfy_bridge.ComfyProgress(work_units(prep.frames, strategy, steps_run, windows, continuation),
                                               model.patcher.load_device)
         try:
             for part in sample_clip(unet, prep, strategy, options, generator=generator, noise=noise, windows=windows,
                                     continuation=continuation, decode_last_frame=decode_last_frame, progress=progress,
-                                    should_cancel=comfy_bridge.should_cancel):
+                                    should_cancel=comfy_bridge.should_cancel, init_latent=init, denoise=denoise):
                 parts.append(part.latent)
                 if part.index is not None:
                     log.info("UniAnimate: segment %d/%d done (%d frames)", part.index + 1, segments,

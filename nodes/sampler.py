@@ -16,10 +16,10 @@ from comfy_api.latest import io
 from ..unianimate_core.diffusion import SamplerOptions
 from ..unianimate_core.errors import InputError
 from ..unianimate_core.pipeline.conditioning import size_problem
-from ..unianimate_core.pipeline.prepare import noise_options, sample_clip, work_units
+from ..unianimate_core.pipeline.prepare import effective_sampler, noise_options, sample_clip, work_units
 from . import comfy_bridge
 from . import choices
-from .conditioning import CONDITION_MODES, Prepared, prepare
+from .conditioning import CONDITION_MODES, Prepared, prepare, select
 from .types import PoseKeypoint, UniAnimateModel, UniAnimateModelType
 
 log = logging.getLogger("UniAnimate")
@@ -86,6 +86,34 @@ def sampling_inputs(noise_prior_default: int) -> list:
                                "(pose images from other packs, e.g. controlnet_aux; they are converted). Ignored "
                                "for POSE_KEYPOINT."),
     ]
+
+
+def refine_inputs() -> list:
+    """Optional inputs of every sampling node, last so saved workflows keep their widget order."""
+    return [
+        io.Latent.Input("latent", optional=True,
+                        tooltip="Optional LATENT to refine instead of starting from the reference: an earlier "
+                                "result of this node (refine it), or a video encoded with VAE Encode and the SD 2.1 "
+                                "VAE (video-to-video restyle). Frames in the batch, raw VAE scale; it must have as "
+                                "many frames as this run generates and width/8 x height/8."),
+        io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01, optional=True,
+                       tooltip="With a latent: how much of it is renoised and regenerated (1.0 = everything, from "
+                               "its noised version; 0.3 = keep the structure, refine details). 'steps' steps run "
+                               "over the lower part of the schedule, as in KSampler. Without a latent it must be "
+                               "1.0."),
+    ]
+
+
+def refine_latent(latent: Any, denoise: Any, frames: int, width: int, height: int) -> torch.Tensor | None:
+    """The model-space latent to refine (or None); checked before the encoders run."""
+    if latent is None:
+        if denoise is not None and float(denoise) != 1.0:
+            raise InputError(f"denoise {denoise} needs a latent to refine: connect a LATENT (e.g. VAE Encode of "
+                             "video frames) or set denoise to 1.0.")
+        return None
+    if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not 0.0 < float(denoise) <= 1.0:
+        raise InputError(f"denoise must be in 0.01..1.0; got {denoise!r}.")
+    return comfy_bridge.from_comfy_latent(latent, frames, width, height)
 
 
 def latent_output() -> io.Latent.Output:
@@ -168,7 +196,7 @@ class UniAnimateSampler(io.ComfyNode):
                 "VAE Decode. Memory grows with frames x pixels (the official code needed about 12 GB for 32 frames at "
                 "512x768 in fp16); for longer videos use UniAnimate Long Video Loop."
             ),
-            inputs=model_inputs() + selection_inputs(32) + sampling_inputs(949),
+            inputs=model_inputs() + selection_inputs(32) + sampling_inputs(949) + refine_inputs(),
             outputs=[latent_output()],
         )
 
@@ -182,19 +210,23 @@ class UniAnimateSampler(io.ComfyNode):
                 reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 32,
                 frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
                 noise_prior: int = 949, condition_mode: str = "standard",
-                pose_colors: str = "unianimate") -> io.NodeOutput:
+                pose_colors: str = "unianimate", latent: Any = None, denoise: float = 1.0) -> io.NodeOutput:
         model = check_model(model)
         pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
         options = sampler_options(model, steps, guidance)
         noise = noise_options("short", noise_prior)
+        selection = select(poses, max_frames, frame_interval)
+        init = refine_latent(latent, denoise, selection.num_frames, width, height)
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval,
+                       selection=selection)
         generator = make_generator(seed)
         with comfy_bridge.oom_advice(f"sampling {prep.frames} frames at {prep.width}x{prep.height}"):
             unet, options = activate(model, prep, prep.frames, 1, options)
-            progress = comfy_bridge.ComfyProgress(work_units(prep.frames, "short", options),
+            steps_run = effective_sampler(options, float(denoise), init is not None)
+            progress = comfy_bridge.ComfyProgress(work_units(prep.frames, "short", steps_run),
                                                   model.patcher.load_device)
             (part,) = sample_clip(unet, prep, "short", options, generator=generator, noise=noise, progress=progress,
-                                  should_cancel=comfy_bridge.should_cancel)
+                                  should_cancel=comfy_bridge.should_cancel, init_latent=init, denoise=float(denoise))
         log.info("UniAnimate: generated %d frames at %dx%d", prep.frames, prep.width, prep.height)
         return io.NodeOutput(comfy_bridge.to_comfy_latent(part.latent))

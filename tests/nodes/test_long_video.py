@@ -123,3 +123,18 @@ def test_bad_options_stop_before_the_encoders_run(loop, inputs, change, message)
     with pytest.raises(ValueError, match=message):
         loop.execute(**{**inputs, "clip_vision": clip, **change})
     assert clip.seen_images == []  # CLIP vision costs ~20 s per image on a CPU: never wasted on a bad option
+
+
+@pytest.mark.parametrize("strategy", ["sliding_windows", "first_frame_continuation"])
+def test_long_video_refines_a_latent(loop, inputs, strategy):
+    """Both strategies take a latent: low denoise keeps it, denoise 1 replaces it (see test_sampler)."""
+    g = torch.Generator().manual_seed(1)
+    given = torch.randn(5, 4, H // 8, W // 8, generator=g) * 4
+    kept = loop.execute(**inputs, strategy=strategy, latent={"samples": given}, denoise=0.02)[0]["samples"]
+    redone = loop.execute(**inputs, strategy=strategy, latent={"samples": given}, denoise=1.0)[0]["samples"]
+    assert kept.shape == given.shape
+    near = float((kept - given).abs().mean() / given.abs().mean())
+    far = float((redone - given).abs().mean() / given.abs().mean())
+    assert near < far / 4 and far > 0.5, (near, far)
+    with pytest.raises(ValueError, match="latent has 4 frames but this run generates 5"):
+        loop.execute(**inputs, strategy=strategy, latent={"samples": given[:4]})
