@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any, Iterator, Optional
 
 import comfy.latent_formats
@@ -156,6 +157,43 @@ def vae_decode_frames(vae: Any, model_latent: torch.Tensor) -> torch.Tensor:
     """Model-space latents (B, 4, h, w) -> pixels (B, 3, H, W) in [0, 1] through ComfyUI's VAE."""
     images = vae.decode(model_latent.float().cpu() / LATENT_SCALE)
     return images[..., :3].permute(0, 3, 1, 2).float()
+
+
+#: Frame rate of the video written for a cancelled job's finished frames (the shipped workflows' rate).
+CANCELLED_VIDEO_FPS = 15.0
+CANCELLED_PREFIX = "UniAnimate/cancelled_long_video"
+DECODE_CHUNK = 8
+
+
+def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CANCELLED_PREFIX) -> list[str]:
+    """Write finished frames to ComfyUI's output folder: ``<prefix>_NNNNN_.latent`` and ``.mp4``.
+
+    model_latent: (1, 4, F, h, w) model space. The ``.latent`` is what ComfyUI's Save Latent writes
+    (``latent_tensor`` (F, 4, h, w) at raw VAE scale + the format marker), so Load Latent reads it back
+    and it can be refined or decoded later; the ``.mp4`` holds the frames decoded with the workflow's
+    VAE (``DECODE_CHUNK`` frames per call). Returns the paths written; a failing video write costs
+    only a log line (the latent is written first).
+    """
+    import folder_paths
+    from safetensors.torch import save_file
+
+    from ..unianimate_core.pipeline.video import to_uint8, write_video
+
+    samples = frames_in_batch(model_latent.float().cpu()) / LATENT_SCALE
+    h, w = samples.shape[2] * 8, samples.shape[3] * 8
+    folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory(), w, h)
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, f"{name}_{counter:05}_")
+    written = [base + ".latent"]
+    save_file({"latent_tensor": samples.contiguous(), "latent_format_version_0": torch.tensor([])}, written[0])
+    try:
+        frames = [to_uint8(vae_decode_frames(vae, samples[i:i + DECODE_CHUNK] * LATENT_SCALE))
+                  for i in range(0, samples.shape[0], DECODE_CHUNK)]
+        written.append(str(write_video(base + ".mp4", [f for chunk in frames for f in chunk], CANCELLED_VIDEO_FPS)))
+    except Exception as exc:  # noqa: BLE001 - the latent is safe; the video is a convenience
+        log.error("UniAnimate: could not write the video of the finished frames (%s); the latent %s holds them.",
+                  exc, written[0])
+    return written
 
 
 def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype) -> int:

@@ -5,8 +5,10 @@
   together, so nothing is finished before the last step.
 * first_frame_continuation - segments of ``context_size`` frames; each segment starts from the
   decoded last frame of the previous one (the paper's iterative first-frame conditioning). Finished
-  segments are kept when the job is cancelled (``keep_finished_on_cancel``): the node then returns the
-  frames made so far and the workflow goes on to decode and save them.
+  segments are kept when the job is cancelled (``keep_finished_on_cancel``): before the cancel is
+  passed on, their latent and their decoded video are written to ComfyUI's output folder
+  (``UniAnimate/cancelled_long_video_NNNNN_.latent`` / ``.mp4``). The job still ends as cancelled:
+  nothing downstream runs and ComfyUI caches nothing, so queueing it again computes it again.
 
 One progress bar covers the whole job (denoising steps x window groups, or steps x segments).
 """
@@ -64,7 +66,8 @@ class LongVideoLoop(io.ComfyNode):
                 "Animates a pose sequence of any length. sliding_windows: overlapping windows averaged at every step "
                 "(official long mode, smooth, all frames finish together). first_frame_continuation: segment after "
                 "segment, each continuing from the last frame of the previous one (the paper's long videos; a "
-                "cancelled job keeps its finished segments). Memory depends on context_size, not on the length."
+                "cancelled job saves its finished segments to the output folder). Memory depends on context_size, "
+                "not on the length."
             ),
             inputs=model_inputs() + selection_inputs(0) + sampling_inputs(939) + [
                 io.Combo.Input("strategy", options=list(STRATEGIES), default=STRATEGIES[0],
@@ -84,8 +87,9 @@ class LongVideoLoop(io.ComfyNode):
                                        "reference (0 = off, official). Helps against slow colour drift in very long "
                                        "videos."),
                 io.Boolean.Input("keep_finished_on_cancel", default=True,
-                                 tooltip="first_frame_continuation: on Cancel, return the segments that are finished so "
-                                         "the rest of the workflow decodes and saves them (off = a plain cancel)."),
+                                 tooltip="first_frame_continuation: on Cancel, save the finished segments to ComfyUI's "
+                                         "output folder (UniAnimate/cancelled_long_video_*.mp4 and .latent for Load "
+                                         "Latent) before the job ends as cancelled. Off: nothing is saved."),
             ] + refine_inputs(),
             outputs=[latent_output()],
         )
@@ -168,11 +172,13 @@ def run_long(model: UniAnimateModel, vae: Any, prep: Prepared, strategy: str, op
                     log.info("UniAnimate: segment %d/%d done (%d frames)", part.index + 1, segments,
                              sum(p.shape[2] for p in parts))
         except mm.InterruptProcessingException:
-            if not (keep_finished and parts):
-                raise
-            done = sum(p.shape[2] for p in parts)
-            log.warning("UniAnimate: cancelled after %d of %d segments; returning the %d finished frames of %d.",
-                        len(parts), segments, done, prep.frames)
+            if keep_finished and parts:
+                done = sum(p.shape[2] for p in parts)
+                files = comfy_bridge.save_finished_frames(vae, torch.cat(parts, dim=2))
+                log.warning("UniAnimate: cancelled after %d of %d segments; the %d finished frames of %d are saved "
+                            "in ComfyUI's output folder: %s", len(parts), segments, done, prep.frames,
+                            ", ".join(files))
+            raise  # a cancel stays a cancel: ComfyUI reports the job cancelled and caches nothing
     if strategy == "windows":
         log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
                  prep.frames, prep.width, prep.height, per_call, windows.context_overlap)

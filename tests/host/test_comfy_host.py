@@ -119,6 +119,8 @@ SIGNATURE_PROBE = textwrap.dedent("""
         "add_model_folder_path": folder_paths.add_model_folder_path, "get_folder_paths": folder_paths.get_folder_paths,
         "get_filename_list": folder_paths.get_filename_list, "get_full_path": folder_paths.get_full_path,
         "get_full_path_or_raise": folder_paths.get_full_path_or_raise, "get_previewer": latent_preview.get_previewer,
+        "get_save_image_path": folder_paths.get_save_image_path,
+        "get_output_directory": folder_paths.get_output_directory,
         "decode_latent_to_preview_image": latent_preview.LatentPreviewer.decode_latent_to_preview_image,
         "io.Input": io.Input.__init__, "io.Output": io.Output.__init__, "io.Int.Input": io.Int.Input.__init__,
         "io.Float.Input": io.Float.Input.__init__, "io.Boolean.Input": io.Boolean.Input.__init__,
@@ -272,6 +274,24 @@ def test_workflow_saved_with_old_combo_labels_runs(comfy_server, client, prepare
     assert latent.shape == (3, 4, SIZE // 8, SIZE // 8)
 
 
+@pytest.mark.slow
+def test_video_to_video_refines_an_encoded_video(comfy_server, client, prepared):
+    """LATENT in on the real server: the driving video, scaled and encoded with VAE Encode (ComfyUI's
+    frames-in-batch latent), refined by the sampler at denoise 0.5."""
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text()), prepared, "v2v")
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
+    frames = next(k for k, v in prompt.items() if v["class_type"] == "GetVideoComponents")
+    prompt["950"] = {"class_type": "ImageScale", "inputs": {"image": [frames, 0], "upscale_method": "bilinear",
+                                                             "width": SIZE, "height": SIZE, "crop": "disabled"}}
+    prompt["951"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["950", 0], "batch_index": 0, "length": 3}}
+    prompt["952"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["951", 0], "vae": prompt[sampler]["inputs"]["vae"]}}
+    prompt[sampler]["inputs"].update(latent=["952", 0], denoise=0.5)
+    client.run(prompt, timeout=900)
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob("v2v*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape == (3, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
+
+
 def test_size_not_a_multiple_of_64_is_rejected_naming_the_input(client, prepared):
     api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
     prompt = for_test_host(api, prepared, "bad_size")
@@ -386,17 +406,20 @@ def test_new_seed_reruns_only_the_sampler_with_live_previews(comfy_server, clien
 
 
 @pytest.mark.slow
-def test_cancelled_continuation_keeps_finished_segments(comfy_server, client, prepared):
-    """Cancel (POST /interrupt) during the second segment: the finished first segment is returned and
-    the rest of the workflow decodes and saves it."""
+def test_cancelled_continuation_is_a_cancel_that_saves_finished_segments(comfy_server, client, prepared):
+    """Cancel (POST /interrupt) during the second segment: ComfyUI reports the job as interrupted (nothing
+    downstream ran, nothing was cached), the finished first segment is in the output folder (latent in
+    Save Latent's format + decoded mp4), and queueing the same prompt again computes it again."""
     import threading
     import urllib.request
 
     prompt = for_test_host(json.loads((WORKFLOWS / "api" / "03_long_video_first_frame_continuation.json").read_text()),
                            prepared, "cancel_check")
-    loop = next(v for v in prompt.values() if v["class_type"] == "UniAnimateLongVideoLoop")
-    loop["inputs"]["steps"] = 40  # long enough segments to cancel inside the second one
+    loop_id = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateLongVideoLoop")
+    prompt[loop_id]["inputs"]["steps"] = 40  # long enough segments to cancel inside the second one
     log_start = len(comfy_server.log_text())
+    saved_dir = comfy_server.output / "UniAnimate"
+    before = set(saved_dir.glob("cancelled_long_video_*")) if saved_dir.exists() else set()
 
     def cancel_after_first_segment():
         t0 = time.time()
@@ -410,10 +433,29 @@ def test_cancelled_continuation_keeps_finished_segments(comfy_server, client, pr
 
     watcher = threading.Thread(target=cancel_after_first_segment, daemon=True)
     watcher.start()
-    client.run(prompt, timeout=900)
+    entry = client.wait(client.submit(prompt), timeout=900)
     watcher.join(timeout=5)
+    events = [event for event, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in events and "execution_success" not in events, events
+    assert entry["status"]["status_str"] != "success"
     log = comfy_server.log_text()[log_start:]
     assert "cancelled after 1 of 3 segments" in log, log[-3000:]
+    assert not list((comfy_server.output / "latents").glob("cancel_check*.latent"))  # downstream never ran
+
     from safetensors.torch import load_file
-    latent = load_file(str(sorted((comfy_server.output / "latents").glob("cancel_check*.latent"))[-1]))["latent_tensor"]
-    assert latent.shape[0] == 2  # segment 0: frames 0 and 1
+    new = sorted(set(saved_dir.glob("cancelled_long_video_*")) - before)
+    assert [p.suffix for p in new] == [".latent", ".mp4"], new
+    partial = load_file(str(new[0]))["latent_tensor"]
+    assert partial.shape == (2, 4, SIZE // 8, SIZE // 8)  # segment 0: frames 0 and 1
+    import av
+    with av.open(str(new[1])) as container:
+        assert len([f for f in container.decode(video=0)]) == 2
+
+    # the same prompt again: recomputed (not served from a cache of the truncated result), all 4 frames
+    again = client.wait(client.submit(prompt), timeout=900)
+    assert again["status"]["status_str"] == "success", again["status"]
+    cached = [n for event, data in again["status"]["messages"] if event == "execution_cached" for n in data["nodes"]]
+    assert loop_id not in cached
+    full = load_file(str(sorted((comfy_server.output / "latents").glob("cancel_check*.latent"))[-1]))["latent_tensor"]
+    assert full.shape == (DRIVING_FRAMES, 4, SIZE // 8, SIZE // 8)
+    torch.testing.assert_close(full[:2], partial, rtol=1e-5, atol=1e-5)  # same seed: the same first segment

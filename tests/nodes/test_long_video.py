@@ -75,18 +75,39 @@ def cancel_at(host, value):
     return mm
 
 
-def test_cancelled_continuation_keeps_finished_segments(host, loop, inputs):
+def test_cancelled_continuation_saves_finished_segments_and_stays_a_cancel(host, loop, inputs):
+    """Cancel during segment 2: the interrupt reaches ComfyUI (the job is reported cancelled, nothing is
+    cached, nothing downstream runs), and before that segment 1's frames are written to the output
+    folder - their latent in Save Latent's format (exactly the uncancelled run's first frames) and
+    their video decoded with the workflow's VAE."""
+    from safetensors.torch import load_file
+
+    from unianimate_core.pipeline.video import read_clip
+
     full = loop.execute(**inputs, strategy="first_frame_continuation")[0]["samples"]
-    cancel_at(host, 3)  # first step of the second segment
-    samples = loop.execute(**inputs, strategy="first_frame_continuation")[0]["samples"]
-    assert samples.shape[0] == 3  # segment 0 only: exactly the frames the uncancelled run starts with
-    torch.testing.assert_close(samples, full[:3], rtol=0, atol=0)
+    mm = cancel_at(host, 3)  # first step of the second segment
+    with pytest.raises(mm.InterruptProcessingException):
+        loop.execute(**inputs, strategy="first_frame_continuation")
+    out = host.base / "output" / "UniAnimate"
+    assert sorted(p.name for p in out.iterdir()) == ["cancelled_long_video_00001_.latent",
+                                                     "cancelled_long_video_00001_.mp4"]
+    saved = load_file(str(out / "cancelled_long_video_00001_.latent"))
+    assert set(saved) == {"latent_tensor", "latent_format_version_0"}
+    torch.testing.assert_close(saved["latent_tensor"], full[:3], rtol=0, atol=0)  # segment 0: frames 0-2
+    clip = read_clip(out / "cancelled_long_video_00001_.mp4")
+    assert len(clip.frames) == 3 and clip.frames[0].shape == (H, W, 3)
+    # a second cancelled job gets the next number, never overwrites the first
+    cancel_at(host, 3)
+    with pytest.raises(mm.InterruptProcessingException):
+        loop.execute(**inputs, strategy="first_frame_continuation")
+    assert (out / "cancelled_long_video_00002_.latent").is_file()
 
 
 def test_cancel_without_keeping(host, loop, inputs):
     mm = cancel_at(host, 3)
     with pytest.raises(mm.InterruptProcessingException):
         loop.execute(**inputs, strategy="first_frame_continuation", keep_finished_on_cancel=False)
+    assert not (host.base / "output" / "UniAnimate").exists()
 
 
 def test_cancelled_sliding_windows_is_a_plain_cancel(host, loop, inputs):
