@@ -111,9 +111,9 @@ class LoadUniAnimateModel(io.ComfyNode):
                                        "(fp16/bf16 on GPUs, fp32 on CPU). fp16/bf16 halve the memory (2.8 GB instead of "
                                        "5.7 GB)."),
                 io.Clip.Input("clip", optional=True,
-                              tooltip="SD2.x text encoder (CLIP output of 'Load Checkpoint' with v2-1_512-ema-pruned). "
-                                      "Needed once: the empty-prompt context is cached next to the model file, then "
-                                      "this input can stay empty."),
+                              tooltip="SD2.x text encoder (CLIP output of 'Load Checkpoint' with v2-1_512-ema-pruned, "
+                                      "or 'Load CLIP' with an SD 2.x text encoder). Needed once: the empty-prompt "
+                                      "context is cached next to the model file, then this input can stay empty."),
             ],
             outputs=[UniAnimateModelType.Output(display_name="model",
                                                 tooltip="UniAnimate UNet for UniAnimate Sampler / Long Video Loop.")],

@@ -4,7 +4,9 @@
   ships in workflows/) to the API format ``/prompt`` takes, the way the frontend's graphToPrompt
   does for plain graphs: notes and muted nodes dropped, links resolved, ``widgets_values``
   assigned to widget inputs in declaration order, skipping the frontend-only values that follow a
-  seed's "control after generate" and an upload combo. Bypassed nodes and subgraphs are refused.
+  seed's "control after generate" and an upload combo. Bypassed nodes (mode 4) are wired through like
+  the frontend does: a link from a bypassed node's output continues from its first input of the same
+  type, and is dropped when there is none. Subgraphs are not supported.
 * :func:`validate_api` checks an API-format prompt against node interfaces in ``/object_info``
   form (the real server's, or the fake's ``GET_NODE_INFO_V1()`` plus the recorded core nodes):
   known node types, required inputs present, no unknown inputs, links to existing outputs of a
@@ -52,11 +54,22 @@ def ui_to_api(workflow: dict, object_info: dict[str, dict]) -> dict[str, dict]:
     links = {l[0]: l for l in workflow["links"]}
     nodes = {n["id"]: n for n in workflow["nodes"]}
     api: dict[str, dict] = {}
-    for node in workflow["nodes"]:
+
+    def source(link_id: int) -> list | None:
+        """[node id, slot] a link really comes from, through bypassed nodes; None when it leads nowhere."""
+        _, src, slot, _, _, typ = links[link_id]
+        node = nodes[src]
         if node["type"] in FRONTEND_ONLY or node.get("mode", 0) == 2:
-            continue
+            return None
         if node.get("mode", 0) == 4:
-            raise ValueError(f"node {node['id']} ({node['type']}) is bypassed; the shipped workflows must not be")
+            through = next((i for i in node.get("inputs", []) if i.get("type") == typ and i.get("link") is not None),
+                           None)
+            return None if through is None else source(through["link"])
+        return [str(src), slot]
+
+    for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY or node.get("mode", 0) in (2, 4):
+            continue
         if node["type"] not in object_info:
             raise KeyError(f"unknown node type {node['type']!r} (node {node['id']})")
         info = object_info[node["type"]]
@@ -64,10 +77,9 @@ def ui_to_api(workflow: dict, object_info: dict[str, dict]) -> dict[str, dict]:
         for inp in node.get("inputs", []):
             if inp.get("link") is None:
                 continue
-            _, src, slot, _, _, _ = links[inp["link"]]
-            if nodes[src]["type"] in FRONTEND_ONLY or nodes[src].get("mode", 0) == 2:
-                continue
-            inputs[inp["name"]] = [str(src), slot]
+            origin = source(inp["link"])
+            if origin is not None:
+                inputs[inp["name"]] = origin
         values = iter(node.get("widgets_values") or [])
         for _, name, typ, opts in _specs(info):
             if not is_widget(typ, opts):

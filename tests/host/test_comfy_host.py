@@ -12,6 +12,7 @@ import asyncio
 import copy
 import inspect
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,8 +30,8 @@ from comfy_fake.workflow_tools import strip_meta, ui_to_api, validate_api
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
-STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video_first_frame_continuation",
-         "04_single_image_repose"]
+STEMS = ["1 - Short clip", "2 - Long video, sliding windows", "3 - Long video, continuation",
+         "4 - Repose a single image", "5 - Short clip, small downloads"]
 OUR_NODES = {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
              "UniAnimateLongVideoLoop"}
 SIZE, DRIVING_FRAMES = 64, 4
@@ -92,6 +93,7 @@ def node_validated() -> dict[str, list[str]]:
 def test_shipped_workflows_convert_and_validate_against_the_real_server(object_info):
     files = [(n, i) for n, i in (("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
                                  ("CLIPVisionLoader", "clip_name"), ("LoadUniAnimateModel", "model_name"),
+                                 ("VAELoader", "vae_name"), ("CLIPLoader", "clip_name"),
                                  ("UniAnimatePoseExtractor", "detector_model"), ("UniAnimatePoseExtractor", "pose_model"))]
     for stem in STEMS:
         api = ui_to_api(json.loads((WORKFLOWS / f"{stem}.json").read_text()), object_info)
@@ -188,6 +190,11 @@ def make_inputs(server) -> None:
             out.mux(packet)
 
 
+def latent_prefix(stem: str) -> str:
+    """File-name prefix of the SaveLatent the tests add ("1 - Short clip" -> "1_Short_clip")."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_")
+
+
 def for_test_host(api: dict, models: dict, stem: str) -> dict:
     """The shipped prompt with tiny models and sizes (see the module docstring)."""
     p = copy.deepcopy(api)
@@ -205,6 +212,8 @@ def for_test_host(api: dict, models: dict, stem: str) -> dict:
         ct = node["class_type"]
         if ct == "LoadUniAnimateModel":
             inp["model_name"] = models["unet"]
+        elif ct == "VAELoader":
+            inp["vae_name"] = models["vae"]
         elif ct == "CLIPVisionLoader":
             inp["clip_name"] = models["clip_vision"]
         elif ct == "UniAnimatePoseExtractor":
@@ -218,12 +227,14 @@ def for_test_host(api: dict, models: dict, stem: str) -> dict:
             if ct == "UniAnimateLongVideoLoop":
                 inp.update(context_size=2, context_overlap=1)
             sampler = next(k for k, v in p.items() if v is node)
-    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": f"latents/{stem}"}}
+    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0],
+                                                        "filename_prefix": f"latents/{latent_prefix(stem)}"}}
     return p
 
 
-EXPECTED_FRAMES = {"01_short_clip": 3, "02_long_video_sliding_windows": DRIVING_FRAMES,
-                   "03_long_video_first_frame_continuation": DRIVING_FRAMES, "04_single_image_repose": 1}
+EXPECTED_FRAMES = {"1 - Short clip": 3, "2 - Long video, sliding windows": DRIVING_FRAMES,
+                   "3 - Long video, continuation": DRIVING_FRAMES, "4 - Repose a single image": 1,
+                   "5 - Short clip, small downloads": 3}
 
 
 @pytest.fixture(scope="module")
@@ -241,13 +252,13 @@ def test_shipped_workflow_runs_with_tiny_models(comfy_server, client, prepared, 
     frames = EXPECTED_FRAMES[stem]
 
     from safetensors.torch import load_file
-    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{stem}*.latent"))[-1:]
+    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{latent_prefix(stem)}_0*.latent"))[-1:]
     latent = load_file(str(latent_file))["latent_tensor"]
     assert latent.shape == (frames, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
 
     outputs = [item for node in result.outputs.values() for items in node.values() if isinstance(items, list)
                for item in items if isinstance(item, dict) and "filename" in item]
-    if stem == "04_single_image_repose":
+    if stem == "4 - Repose a single image":
         (png,) = [comfy_server.output / o.get("subfolder", "") / o["filename"] for o in outputs if o["filename"].endswith(".png")]
         assert Image.open(png).size == (SIZE, SIZE)
     else:
@@ -278,7 +289,7 @@ def test_workflow_saved_with_old_combo_labels_runs(comfy_server, client, prepare
 def test_video_to_video_refines_an_encoded_video(comfy_server, client, prepared):
     """LATENT in on the real server: the driving video, scaled and encoded with VAE Encode (ComfyUI's
     frames-in-batch latent), refined by the sampler at denoise 0.5."""
-    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text()), prepared, "v2v")
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "1 - Short clip.json").read_text()), prepared, "v2v")
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
     frames = next(k for k, v in prompt.items() if v["class_type"] == "GetVideoComponents")
     prompt["950"] = {"class_type": "ImageScale", "inputs": {"image": [frames, 0], "upscale_method": "bilinear",
@@ -293,7 +304,7 @@ def test_video_to_video_refines_an_encoded_video(comfy_server, client, prepared)
 
 
 def test_size_not_a_multiple_of_64_is_rejected_naming_the_input(client, prepared):
-    api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
+    api = json.loads((WORKFLOWS / "api" / "1 - Short clip.json").read_text())
     prompt = for_test_host(api, prepared, "bad_size")
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
     prompt[sampler]["inputs"]["height"] = 100
@@ -306,8 +317,8 @@ def test_size_not_a_multiple_of_64_is_rejected_naming_the_input(client, prepared
 
 
 def test_missing_model_is_rejected_with_the_fix(client, prepared):
-    api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
-    prompt = for_test_host(api, {**prepared, "unet": "nope.pth"}, "01_short_clip")
+    api = json.loads((WORKFLOWS / "api" / "1 - Short clip.json").read_text())
+    prompt = for_test_host(api, {**prepared, "unet": "nope.pth"}, "missing_model")
     with pytest.raises(Exception) as err:
         client.run(prompt, timeout=120)
     text = str(err.value)
@@ -390,7 +401,7 @@ def test_new_seed_reruns_only_the_sampler_with_live_previews(comfy_server, clien
     """A second run that only changes the seed reuses the loaded UniAnimate model, the poses and the
     other loaders from ComfyUI's cache and reruns the sampler, here with previews on (the frontend's
     setting, sent per prompt), so the sampler feeds ComfyUI's latent->RGB previewer every step."""
-    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "04_single_image_repose.json").read_text()), prepared,
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "4 - Repose a single image.json").read_text()), prepared,
                            "preview_check")
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
     loader = next(k for k, v in prompt.items() if v["class_type"] == "LoadUniAnimateModel")
@@ -413,7 +424,7 @@ def test_cancelled_continuation_is_a_cancel_that_saves_finished_segments(comfy_s
     import threading
     import urllib.request
 
-    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "03_long_video_first_frame_continuation.json").read_text()),
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "3 - Long video, continuation.json").read_text()),
                            prepared, "cancel_check")
     loop_id = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateLongVideoLoop")
     prompt[loop_id]["inputs"]["steps"] = 40  # long enough segments to cancel inside the second one
