@@ -417,6 +417,7 @@ def test_new_seed_reruns_only_the_sampler_with_live_previews(comfy_server, clien
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # two runs of 3 x 40 steps plus the CLIP-vision encode, on a shared CPU
 def test_cancelled_continuation_is_a_cancel_that_saves_finished_segments(comfy_server, client, prepared):
     """Cancel (POST /interrupt) during the second segment: ComfyUI reports the job as interrupted (nothing
     downstream ran, nothing was cached), the finished first segment is in the output folder (latent in
