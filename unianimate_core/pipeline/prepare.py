@@ -21,7 +21,7 @@ headless OpenCLIP / diffusers models or test stand-ins:
   latent (not yet x 0.18215), the **posterior mean**.
 
 The reference latent is the VAE posterior mean, for every front end. The official code draws a
-posterior sample (spec G8); ComfyUI's ``VAE.encode`` only returns the mean (TAESD-style VAEs have no
+posterior sample (docs/official_behaviour.md#posterior-sample); ComfyUI's ``VAE.encode`` only returns the mean (TAESD-style VAEs have no
 posterior at all), so the nodes cannot draw one, and the command line uses the mean too: node and
 command line then give the same latent for the same inputs and seed. The difference to the official
 sample is the VAE's posterior noise on the reference latent only.

@@ -1,9 +1,9 @@
 """One headless UniAnimate run: reference photo + driving clip -> mp4 (+ side-by-side preview).
 
-Data path (official inference, spec §3): select frames -> poses (extract, align, render) -> the
-shared preparation and sampling path of ``prepare.py`` (the one the ComfyUI nodes use: CLIP
-embedding of the reference (224 squash), VAE posterior *mean* of the reference x 0.18215, pose
-stack, conditions, start noise per strategy, DDIM with guidance: short clip, sliding windows or
+Data path (official inference, docs/official_behaviour.md#inference-data-path): select frames -> poses
+(extract, align, render) -> the shared preparation and sampling path of ``prepare.py`` (the one the
+ComfyUI nodes use: CLIP embedding of the reference (224 squash), VAE posterior *mean* of the reference
+x 0.18215, pose stack, conditions, start noise per strategy, DDIM with guidance: short clip, sliding windows or
 first-frame continuation) -> VAE decode -> 8-bit frames -> mp4.
 
 Robustness: every finished continuation segment is decoded and written to
