@@ -21,7 +21,7 @@ import torch
 from .config import UNetConfig
 from .errors import CheckpointError, ModelFileNotFoundError, PrecisionError
 from .model_files import DOWNLOADS
-from .precision import FP8_DTYPES, check_weight_dtype, dtype_name
+from .precision import check_compute_dtype, FP8_DTYPES, check_weight_dtype, dtype_name
 
 log = logging.getLogger("unianimate")
 
@@ -287,8 +287,14 @@ def load_unet(
     operations: Any = None,
     attention_fn: Any = None,
     zero_y: Optional[torch.Tensor] = None,
+    compute_dtype: Union[str, torch.dtype, None] = None,
 ):
     """Build ``UNetSD_UniAnimate`` from a checkpoint file (or state dict) and load its weights.
+
+    ``compute_dtype`` (fp32/fp16/bf16) other than the weight dtype stores the weights in ``dtype`` and
+    computes in ``compute_dtype``: without a host layer factory the core's own casting layers are used
+    (``unianimate_core.ops.cast_operations``), e.g. ``dtype="fp16", compute_dtype="fp32"`` halves the
+    weight memory of a CPU run at the accuracy cost given in docs/performance.md.
 
     The model is built on the ``meta`` device and the file's tensors are assigned, so peak memory is
     about one copy of the weights. Returns the model in eval mode.
@@ -314,12 +320,21 @@ def load_unet(
             f"{dtype_name(target)} weights cannot be computed with plain torch.nn layers: fp8 is a storage format that "
             "needs a layer factory casting weights per call (ComfyUI's comfy.ops.manual_cast). Load with fp16 or bf16 "
             "for standalone use.")
+    compute = None if compute_dtype is None else resolve_dtype(compute_dtype, None)
+    if compute is not None:
+        check_compute_dtype(compute, device)
+        if compute != target and operations is None:
+            from .ops import cast_operations
+
+            operations = cast_operations()
     model = UNetSD_UniAnimate(config, operations=operations, attention_fn=attention_fn, device="meta")
     expected = model.state_dict()
     check_state_dict(sd, expected, name)
     keep_fp32 = {k for k, v in expected.items() if v.dtype == torch.float32 and _keeps_fp32(k)}
     sd = {k: v.to(device=device, dtype=(torch.float32 if k in keep_fp32 else target)) for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=True)
+    if compute is not None and compute != target:
+        model.compute_dtype = compute
     if zero_y is not None:
         model.set_zero_y(zero_y)
     return model.eval().requires_grad_(False)

@@ -66,6 +66,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1 ... (default auto)")
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="UNet precision (auto: fp16 on CUDA, else fp32)")
+    g.add_argument("--weight-dtype", default="same", choices=["same", "fp16", "bf16"],
+                   help="store the UNet weights in fp16/bf16 while computing in --dtype (half the weight memory of an "
+                        "fp32 run; same: store in --dtype)")
 
 
 def _add_run_args(p: argparse.ArgumentParser, defaults: AnimateOptions) -> None:
@@ -168,7 +171,8 @@ def _providers(args: argparse.Namespace, files: ModelFiles, random_weights: bool
             # wait for each other (measured 1.5 s vs 17 s per step on a busy 2-core machine).
             torch.set_num_threads(1)
         return TinyModels(seed=0, device=device)
-    return RealModels(files, device, resolve_dtype(args.dtype, device))
+    weights = None if getattr(args, "weight_dtype", "same") == "same" else args.weight_dtype
+    return RealModels(files, device, resolve_dtype(args.dtype, device), weight_dtype=weights)
 
 
 def read_driving(path: str, frames: int | None, frame_interval: int, thin: bool) -> tuple[Clip, int]:

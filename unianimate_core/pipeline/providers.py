@@ -96,13 +96,17 @@ class RealModels:
 
     is_random = False
 
-    def __init__(self, files: ModelFiles, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, files: ModelFiles, device: torch.device, dtype: torch.dtype,
+                 weight_dtype: str | torch.dtype | None = None) -> None:
         if not files.complete:
             raise PipelineError(files.describe_missing())
         self.files = files
         self.device = device
         self.dtype = dtype
-        self.label = f"UniAnimate ({Path(str(files.unet)).name}) on {device} in {str(dtype).replace('torch.', '')}"
+        #: weights stored in this dtype while computing in ``dtype`` (None: stored in ``dtype``)
+        self.weight_dtype = weight_dtype
+        stored = "" if weight_dtype is None else f" (weights stored in {str(weight_dtype).replace('torch.', '')})"
+        self.label = f"UniAnimate ({Path(str(files.unet)).name}) on {device} in {str(dtype).replace('torch.', '')}{stored}"
         self.pixel_multiple = 64
         self._vae: LatentCodec | None = None
 
@@ -139,6 +143,9 @@ class RealModels:
         return self._vae
 
     def unet(self, zero_y: Tensor) -> Callable[..., Tensor]:
+        if self.weight_dtype is not None:
+            return load_unet(str(self.files.unet), dtype=self.weight_dtype, compute_dtype=self.dtype, device=self.device,
+                             zero_y=zero_y.to(self.device))
         return load_unet(str(self.files.unet), dtype=self.dtype, device=self.device, zero_y=zero_y.to(self.device))
 
     def release(self, what: str) -> None:

@@ -44,6 +44,15 @@ def _apply_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
                     f"parameters of another dtype than its input ({x.dtype}).")
 
 
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU on a freshly computed tensor (a norm's output): in place when no gradient is recorded.
+
+    Saves one activation-sized allocation and pass per norm; the UNet's ``nn.SiLU`` modules stay in
+    place (same module tree) and compute the same function.
+    """
+    return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of raw integer timesteps, **cos first** (docs/official_behaviour.md#timestep-embedding).
 

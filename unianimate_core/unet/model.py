@@ -17,7 +17,7 @@ from ..config import UNetConfig
 from ..errors import InputError
 from ..ops import AttentionFn, default_operations
 from .embedders import FrameAdapter, embed_frames, latent_embedder, pixel_embedder
-from .layers import Downsample, Upsample, run_norm, timestep_embedding
+from .layers import Downsample, Upsample, run_norm, silu, timestep_embedding
 from .resblock import ResBlock
 from .transformer import SpatialTransformer, TemporalTransformer
 
@@ -223,7 +223,7 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
             tokens = context.new_zeros(b, cfg.num_tokens, cfg.context_dim)
         context = torch.cat([context, tokens], dim=1)
         emb = emb.repeat_interleave(frames, dim=0)
-        context = context.repeat_interleave(frames, dim=0)
+        # context stays (B, 81, C): the spatial transformers compute its keys/values once per sample
 
         x = rearrange(x, "b c f h w -> (b f) c h w")
         skips: list[torch.Tensor] = []
@@ -233,7 +233,7 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         x = self._run_block(self.middle_block, x, emb, context, frames)
         for block in self.output_blocks:
             x = self._run_block(block, torch.cat([x, skips.pop()], dim=1), emb, context, frames)
-        x = self.out[2](self.out[1](run_norm(self.out[0], x)))
+        x = self.out[2](silu(run_norm(self.out[0], x)))
         x = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
         return x[:, :, 1:]
 
@@ -251,7 +251,7 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, frames)
             elif isinstance(layer, SpatialTransformer):
-                x = layer(x, ctx)
+                x = layer(x, ctx, frames)
             elif _is_temporal(layer):
                 x = rearrange(layer(rearrange(x, "(b f) c h w -> b c f h w", f=frames)), "b c f h w -> (b f) c h w")
             else:  # conv_in, Downsample, Upsample

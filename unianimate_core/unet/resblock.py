@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .layers import run_norm
+from ..ops import plain_weight
+from .layers import run_norm, silu
 
 
 class TemporalConvBlock(nn.Module):
@@ -38,16 +40,33 @@ class TemporalConvBlock(nn.Module):
 
     @staticmethod
     def _stage(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        x = run_norm(seq[0], x)
-        for layer in list(seq)[1:]:
+        x = silu(run_norm(seq[0], x))
+        for layer in list(seq)[2:-1]:  # Dropout(0.0)
             x = layer(x)
-        return x
+        return temporal_conv(seq[-1], x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
         for seq in (self.conv1, self.conv2, self.conv3, self.conv4):
             h = self._stage(seq, h)
-        return x + h
+        return h.add_(x) if not torch.is_grad_enabled() else x + h
+
+
+def temporal_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A Conv3d with kernel (k, 1, 1) on (B, C, F, h, w), computed as a 2-D convolution on a (B, C, F, h*w) view.
+
+    Same weights (viewed as (C_out, C_in, k, 1)), same result: PyTorch has no fast CPU kernel for 3-D
+    convolutions (it falls back to an unfold + GEMM path), while the 2-D one runs through oneDNN
+    (docs/performance.md). Layers that cast or patch their weights per call run their own forward.
+    """
+    wb = plain_weight(conv, x)
+    if wb is None or conv.kernel_size[1:] != (1, 1) or conv.stride != (1, 1, 1) or conv.dilation != (1, 1, 1) \
+            or conv.groups != 1 or conv.padding_mode != "zeros" or conv.padding[1:] != (0, 0):
+        return conv(x)
+    w, b = wb
+    bsz, _, f, hh, ww = x.shape
+    y = F.conv2d(x.reshape(bsz, x.shape[1], f, hh * ww), w.view(*w.shape[:3], 1), b, padding=(conv.padding[0], 0))
+    return y.view(bsz, y.shape[1], y.shape[2], hh, ww)
 
 
 class ResBlock(nn.Module):
@@ -84,10 +103,13 @@ class ResBlock(nn.Module):
         self.temopral_conv = TemporalConvBlock(out_channels, ops, **kw)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, num_frames: int) -> torch.Tensor:
-        h = self.in_layers[2](self.in_layers[1](run_norm(self.in_layers[0], x)))
-        h = h + self.emb_layers(emb).to(h.dtype)[..., None, None]
-        h = self.out_layers[3](self.out_layers[1](run_norm(self.out_layers[0], h)))
-        h = self.skip_connection(x) + h
+        inplace = not torch.is_grad_enabled()
+        h = self.in_layers[2](silu(run_norm(self.in_layers[0], x)))
+        e = self.emb_layers(emb).to(h.dtype)[..., None, None]
+        h = h.add_(e) if inplace else h + e
+        h = self.out_layers[3](silu(run_norm(self.out_layers[0], h)))
+        s = self.skip_connection(x)
+        h = h.add_(s) if inplace else s + h
         h = rearrange(h, "(b f) c h w -> b c f h w", f=num_frames)
         h = self.temopral_conv(h)
         return rearrange(h, "b c f h w -> (b f) c h w")

@@ -8,14 +8,36 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..ops import AttentionFn, sdpa_attention
+from ..ops import AttentionFn, plain_weight, sdpa_attention
 from .layers import run_norm
+
+
+def _residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x + y`` where ``y`` is a fresh result: accumulated in place into ``y`` when no gradient is recorded."""
+    return y.add_(x) if not torch.is_grad_enabled() else x + y
+
+
+def pointwise_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A Conv1d with kernel 1 applied to channels-last tokens ``x`` (..., C_in) -> (..., C_out).
+
+    The same weights viewed as a (C_out, C_in) matrix: one GEMM on a contiguous tensor instead of a
+    convolution on a strided (tokens, C, frames) view. Layers that cast or patch their weights per call
+    run their own forward on the channels-first layout they expect.
+    """
+    wb = plain_weight(conv, x)
+    if wb is None or conv.kernel_size != (1,) or conv.stride != (1,) or conv.padding != (0,) or conv.groups != 1:
+        return conv(x.movedim(-1, -2)).movedim(-2, -1)
+    w, b = wb
+    return F.linear(x, w.view(w.shape[0], w.shape[1]), b)
 
 
 class Attention(nn.Module):
     """Multi-head (cross-)attention. Keys: ``to_q``, ``to_k``, ``to_v`` (no bias), ``to_out.0``.
 
     Shapes: x (B, N, query_dim), context (B, M, context_dim) or None (self-attention) -> (B, N, query_dim).
+    ``context_repeats`` = r: ``context`` is (B / r, M, context_dim), one row per group of r consecutive
+    rows of ``x`` (the frames of one sample share the same context): keys and values are computed once
+    per group and repeated, which is the same result as repeating the context first.
     """
 
     def __init__(
@@ -40,9 +62,12 @@ class Attention(nn.Module):
         self.to_v = ops.Linear(context_dim, inner, bias=False, **kw)
         self.to_out = nn.Sequential(ops.Linear(inner, query_dim, **kw), nn.Dropout(0.0))
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, context_repeats: int = 1) -> torch.Tensor:
         context = x if context is None else context
-        out = self.attention_fn(self.to_q(x), self.to_k(context), self.to_v(context), self.heads)
+        k, v = self.to_k(context), self.to_v(context)
+        if context_repeats > 1:
+            k, v = k.repeat_interleave(context_repeats, dim=0), v.repeat_interleave(context_repeats, dim=0)
+        out = self.attention_fn(self.to_q(x), k, v, self.heads)
         return self.to_out(out)
 
 
@@ -98,17 +123,18 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = ops.LayerNorm(dim, **kw)
         self.norm3 = ops.LayerNorm(dim, **kw)
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = x + self.attn1(run_norm(self.norm1, x))
-        x = x + self.attn2(run_norm(self.norm2, x), context)
-        return x + self.ff(run_norm(self.norm3, x))
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, context_repeats: int = 1) -> torch.Tensor:
+        x = _residual(x, self.attn1(run_norm(self.norm1, x)))
+        x = _residual(x, self.attn2(run_norm(self.norm2, x), context, context_repeats))
+        return _residual(x, self.ff(run_norm(self.norm3, x)))
 
 
 class SpatialTransformer(nn.Module):
     """Per-frame attention over the h*w tokens with cross-attention to the 81-token context.
 
     Keys: ``norm`` (GroupNorm, eps 1e-6), ``proj_in``/``proj_out`` (Linear), ``transformer_blocks.0``.
-    Shapes: x (B*F, C, h, w), context (B*F, 81, context_dim) -> (B*F, C, h, w).
+    Shapes: x (B*F, C, h, w), context (B*F, 81, context_dim) -> (B*F, C, h, w); or context (B, 81,
+    context_dim) with ``frames`` = F: one context per sample, its keys/values computed once per sample.
     """
 
     def __init__(
@@ -132,14 +158,17 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = ops.Linear(inner, channels, **kw)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = x.shape
+    def forward(self, x: torch.Tensor, context: torch.Tensor, frames: Optional[int] = None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        repeats = 1
+        if frames is not None and context.shape[0] * frames == n:
+            repeats = frames
         y = rearrange(run_norm(self.norm, x), "n c h w -> n (h w) c")
         y = self.proj_in(y)
         for block in self.transformer_blocks:
-            y = block(y, context)
+            y = block(y, context, repeats)
         y = self.proj_out(y)
-        return x + rearrange(y, "n (h w) c -> n c h w", h=h, w=w)
+        return x + rearrange(y, "n (h w) c -> n c h w", h=h, w=w)  # x's layout (contiguous) for the convs
 
 
 class TemporalTransformer(nn.Module):
@@ -173,9 +202,10 @@ class TemporalTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, f, h, w = x.shape
-        y = rearrange(run_norm(self.norm, x), "b c f h w -> (b h w) c f")
-        y = rearrange(self.proj_in(y), "n c f -> n f c")
+        # one contiguous copy to (b h w, f, c) tokens; the Conv1d(k=1) projections act on the channel axis
+        y = rearrange(run_norm(self.norm, x), "b c f h w -> (b h w) f c").contiguous()
+        y = pointwise_conv(self.proj_in, y)
         for block in self.transformer_blocks:
             y = block(y)
-        y = self.proj_out(rearrange(y, "n f c -> n c f"))
-        return x + rearrange(y, "(b h w) c f -> b c f h w", b=b, h=h, w=w)
+        y = pointwise_conv(self.proj_out, y)
+        return x + rearrange(y, "(b h w) f c -> b c f h w", b=b, h=h, w=w)  # x's layout (contiguous)
