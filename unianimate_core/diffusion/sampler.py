@@ -13,13 +13,13 @@ import torch
 from torch import Tensor
 
 from .conditions import Conditions
-from .ddim import ddim_step
 from .errors import SamplingError, check, check_int, check_number, check_type
 from .guidance import (
     CFG_MODES, CfgMode, Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode,
 )
 from .progress import CancelFn, ProgressFn, ProgressTracker
 from .schedule import NoiseSchedule
+from .solvers import SOLVERS, Solver, make_solver
 from .timesteps import (
     TIMESTEP_MODES, TimestepMode, ddim_timesteps, previous_timesteps, validate_timesteps,
 )
@@ -37,6 +37,11 @@ class SamplerOptions:
     device: compute device for the model calls (None = the device of the noise tensor).
     model_dtype: dtype of x and float conditions handed to the model (None = float32); the DDIM
         state and update always stay float32.
+    solver: "ddim" (official, default) or "dpmpp_2m" (DPM-Solver++(2M): second order, about the DDIM
+        quality of many more steps at few steps; deterministic, eta must be 0). See solvers.py.
+    guidance_interval: (start, end) fractions of the run's steps where guidance is applied; step i of
+        S is guided when start <= i / S < end, the others make only the conditional call (one model
+        evaluation instead of two). (0, 1) = every step (official).
     """
 
     steps: int = 30
@@ -47,6 +52,8 @@ class SamplerOptions:
     cfg_mode: CfgMode = "auto"
     device: torch.device | str | None = None
     model_dtype: torch.dtype | None = None
+    solver: str = "ddim"
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 1, 1000)
@@ -59,6 +66,14 @@ class SamplerOptions:
                   f"timesteps must be integers, got {self.timesteps!r}.")
             validate_timesteps(torch.tensor([int(t) for t in self.timesteps], dtype=torch.int64))
         check(self.cfg_mode in CFG_MODES, f"Unknown cfg_mode {self.cfg_mode!r}; use one of {CFG_MODES}.")
+        check(self.solver in SOLVERS, f"Unknown solver {self.solver!r}; use one of {SOLVERS}.")
+        check(self.solver == "ddim" or float(self.eta) == 0.0,
+              f"solver {self.solver!r} is deterministic: set eta = 0 (or use solver='ddim' for eta > 0).")
+        gi = self.guidance_interval
+        check(isinstance(gi, (tuple, list)) and len(gi) == 2
+              and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in gi)
+              and 0.0 <= float(gi[0]) <= float(gi[1]) <= 1.0,
+              f"guidance_interval must be (start, end) fractions of the steps with 0 <= start <= end <= 1; got {gi!r}.")
         check(self.model_dtype is None or (isinstance(self.model_dtype, torch.dtype) and self.model_dtype.is_floating_point),
               f"model_dtype must be None or a floating torch dtype (e.g. torch.float16), got {self.model_dtype!r}.")
         if self.device is not None:
@@ -71,6 +86,19 @@ class SamplerOptions:
     @property
     def guided(self) -> bool:
         return float(self.guide_scale) != 1.0
+
+    def guided_at(self, index: int, num_steps: int) -> bool:
+        """Whether step ``index`` (0-based) of ``num_steps`` applies guidance (see ``guidance_interval``)."""
+        start, end = (float(v) for v in self.guidance_interval)
+        return self.guided and start <= index / num_steps < end
+
+    def model_evaluations(self, batch_rows: int = 1) -> int:
+        """UNet evaluations of a run (a batched guidance call counts 2): steps + guided steps."""
+        n = len(self.schedule_timesteps())
+        return batch_rows * (n + sum(self.guided_at(i, n) for i in range(n)))
+
+    def make_solver(self, schedule: NoiseSchedule) -> Solver:
+        return make_solver(self.solver, schedule)
 
     def schedule_timesteps(self) -> Tensor:
         """The descending timesteps this run visits (S,) int64."""
@@ -153,14 +181,16 @@ def iter_sample_video(model: Model, noise: Tensor, cond: Conditions, options: Sa
     b, f = noise.shape[0], noise.shape[2]
     cond_kwargs = cond.model_kwargs(f, device, options.input_dtype())
     x = noise.to(device=device, dtype=torch.float32)
+    solver = options.make_solver(schedule)
+    n = len(timesteps)
     for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
         tracker.check_cancel()
         t_batch = torch.full((b,), t, dtype=torch.int64)
-        c, u = predict_cond_uncond(model, x.to(options.input_dtype()), t_batch.to(device), cond_kwargs, call_mode)
+        mode = call_mode if options.guided_at(i, n) else "cond_only"
+        c, u = predict_cond_uncond(model, x.to(options.input_dtype()), t_batch.to(device), cond_kwargs, mode)
         v = apply_guidance(c, u, float(options.guide_scale))
         step_noise = draw_step_noise(x.shape, generator, device) if options.eta > 0 else None
-        x, x0 = ddim_step(schedule, x, v, t_batch, torch.full((b,), t_prev, dtype=torch.int64),
-                          float(options.eta), step_noise)
+        x, x0 = solver.step(x, v, t, t_prev, float(options.eta), step_noise)
         check_finite_state(x, t)
         tracker.advance(x0)
         yield StepResult(i, t, x, x0)

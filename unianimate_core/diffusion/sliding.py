@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from .conditions import Conditions
-from .ddim import ddim_step
 from .guidance import Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode
 from .progress import CancelFn, ProgressFn, ProgressTracker
 from .errors import check_type
@@ -68,11 +67,13 @@ def iter_sample_long_sliding(model: Model, noise: Tensor, cond: Conditions,
     count = count.view(1, 1, f, 1, 1)
 
     x = noise.to(torch.float32, copy=True)
+    solver = options.make_solver(schedule)
+    n = len(timesteps)
     for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
-        v = _averaged_prediction(model, x, t, cond, plan, count, options, call_mode, compute, tracker)
+        mode = call_mode if options.guided_at(i, n) else "cond_only"
+        v = _averaged_prediction(model, x, t, cond, plan, count, options, mode, compute, tracker)
         step_noise = draw_step_noise(x.shape, generator, storage) if options.eta > 0 else None
-        x, x0 = ddim_step(schedule, x, v, torch.full((b,), t, dtype=torch.int64),
-                          torch.full((b,), t_prev, dtype=torch.int64), float(options.eta), step_noise)
+        x, x0 = solver.step(x, v, t, t_prev, float(options.eta), step_noise)
         check_finite_state(x, t)
         tracker.advance(x0)  # the step's last window group, reported with the new preview
         yield StepResult(i, t, x, x0)

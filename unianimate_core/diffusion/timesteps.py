@@ -9,6 +9,12 @@ sanely while the lists of all other N are exactly the official ones.
 
 ``trailing`` is the zero-terminal-SNR recommendation (Lin et al. 2023): start at t = 999 and space
 N steps evenly; offered for users who want exactly N model evaluations starting from pure noise.
+
+``logsnr`` is the spacing multistep solvers are made for (DPM-Solver, Lu et al. 2022: uniform in the
+half-log-SNR lambda = log(alpha / sigma)): t = 999 (pure noise, lambda = -inf), then N - 1 timesteps
+whose lambda is evenly spaced from lambda(999 - 1000 // N) (the second trailing timestep) to lambda(1),
+each rounded to the nearest integer timestep. Exactly N model evaluations; with ``solver="dpmpp_2m"`` it
+integrates the sampling ODE to second order (tests/diffusion/test_solvers.py).
 """
 from __future__ import annotations
 
@@ -20,8 +26,8 @@ from torch import Tensor
 from .errors import check, check_int
 from .schedule import NUM_TIMESTEPS
 
-TimestepMode = Literal["official", "trailing"]
-TIMESTEP_MODES: tuple[str, ...] = ("official", "trailing")
+TimestepMode = Literal["official", "trailing", "logsnr"]
+TIMESTEP_MODES: tuple[str, ...] = ("official", "trailing", "logsnr")
 
 
 def official_ddim_timesteps_raw(num_steps: int, num_timesteps: int = NUM_TIMESTEPS) -> Tensor:
@@ -43,9 +49,32 @@ def ddim_timesteps(num_steps: int, mode: TimestepMode = "official",
     num_steps = _check_num_steps(num_steps, num_timesteps)
     if mode == "official":
         return torch.unique(official_ddim_timesteps_raw(num_steps, num_timesteps)).flip(0)
+    if mode == "logsnr":
+        return logsnr_timesteps(num_steps, num_timesteps)
     k = torch.arange(num_steps, dtype=torch.float64)
     steps = torch.round(num_timesteps - k * (num_timesteps / num_steps)).to(torch.int64) - 1
     return torch.unique(steps.clamp(0, num_timesteps - 1)).flip(0)
+
+
+def logsnr_timesteps(num_steps: int, num_timesteps: int = NUM_TIMESTEPS) -> Tensor:
+    """``logsnr`` spacing on the UniAnimate schedule (see the module docstring); (S,) int64, S <= N."""
+    from .schedule import NoiseSchedule
+
+    num_steps = _check_num_steps(num_steps, num_timesteps)
+    ab = NoiseSchedule.unianimate().alphas_cumprod.to(torch.float64)[:num_timesteps]
+    with torch.no_grad():
+        lam = 0.5 * (torch.log(ab) - torch.log1p(-ab))  # -inf at t = T - 1 (zero terminal SNR)
+    last = num_timesteps - 1
+    steps = [last]
+    if num_steps > 1:
+        hi = max(1, last - num_timesteps // num_steps)
+        targets = torch.linspace(float(lam[hi]), float(lam[1]), num_steps - 1, dtype=torch.float64)
+        finite = lam[1:last]  # timesteps 1 .. T-2
+        for v in targets.tolist():
+            t = 1 + int(torch.argmin((finite - v).abs()))
+            if t < steps[-1]:
+                steps.append(t)
+    return torch.tensor(steps, dtype=torch.int64)
 
 
 def previous_timesteps(timesteps: Tensor) -> Tensor:
