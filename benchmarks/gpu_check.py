@@ -5,7 +5,7 @@ one H100 including warm-up). Prints a table and writes JSON.
     python benchmarks/gpu_check.py --device cpu --tiny   # the CPU mode CI runs (tiny UNet, seconds)
     options: --json PATH (default gpu_check.json)  --only SECTION ...  --comfyui PATH  --dwpose-dir DIR
              --steps N (30)  --frames F (32)  --height H (768)  --width W (512)  --ref-frames N (4)
-             --budget SECONDS (240: sections still to come are skipped, the sampling run stops early)
+             --budget SECONDS (300: sections still to come are skipped, the sampling run stops early)
 
 Sections (one that needs a package or device this machine lacks is skipped with the reason):
 
@@ -20,6 +20,9 @@ Sections (one that needs a package or device this machine lacks is skipped with 
   dwpose     DWPose on onnxruntime's CUDA execution provider against the CPU one: frames/s, keypoint
              |delta| (the stand-in models of tests/fixtures/dwpose by default: then the delta only proves
              the plumbing; --dwpose-dir with the real yolox_l.onnx / dw-ll_ucoco_384.onnx for real numbers)
+  speed      the speed options (DPM-Solver++(2M) 12 logsnr steps; guidance on half the steps): wall time,
+             peak VRAM, evaluations; one UNet call at F frames of 1216 x 768 (batch 1 and 2): time, peak
+             VRAM against a 12 GiB card
   comfy_ops  ComfyUI's own comfy.ops layers (disable_weight_init fp16/bf16, manual_cast fp8 -> fp16, a
              LoRA-style weight function) on the device, from a ComfyUI source tree given by --comfyui PATH
 
@@ -50,7 +53,7 @@ from unianimate_core.memory import activation_bytes  # noqa: E402
 from unianimate_core.precision import dtype_name  # noqa: E402
 from unianimate_core.unet import UNetSD_UniAnimate  # noqa: E402
 
-SECTIONS = ("precision", "sampling", "mamba", "dwpose", "comfy_ops")
+SECTIONS = ("precision", "sampling", "mamba", "dwpose", "comfy_ops", "speed")
 FP32, FP16, BF16 = torch.float32, torch.float16, torch.bfloat16
 FP32_NOISE = 1e-4
 ACTIVATION_ROUNDINGS = 4  # see tests/precision/matrix_helpers.py and docs/precision.md
@@ -399,12 +402,76 @@ def section_comfy_ops(s: Section, setup: Setup) -> None:
         free()
 
 
+def section_speed(s: Section, setup: Setup) -> None:
+    """The speed options against the official sampler, and the large size on a 12 GB budget.
+
+    * the fast sampler: DPM-Solver++(2M), logsnr spacing, 12 steps, CFG 2.5 (24 evaluations, 0.39x the
+      official 62) at F x H x W in fp16: wall time, peak VRAM, and the official run's time from the
+      ``sampling`` section for the ratio;
+    * guidance on the first half of the steps only (official DDIM list): wall time, evaluations;
+    * one UNet call at F frames of 1216 x 768 (portrait of 768 x 1216) in fp16, batch 1 (sequential
+      guidance, what ComfyUI chooses when memory is short) and batch 2 (batched guidance): time and peak
+      VRAM, against a 12 GiB card (weights 2.6 GiB fp16 included).
+    """
+    cfg, dev = setup.config, setup.device
+    model = converted(seeded_model(cfg, dev), FP16)
+    free()
+    f, hp, wp = setup.frames, setup.height, setup.width
+    g = torch.Generator().manual_seed(2)
+    cond = Conditions(image=torch.randn(1, 1, cfg.context_dim, generator=g),
+                      dwpose=torch.randint(0, 256, (1, 3, f + 1, hp, wp), generator=g, dtype=torch.uint8),
+                      randomref=torch.randn(1, 4, 1, hp // 8, wp // 8, generator=g))
+    noise = prepare_noise((1, 4, f, hp // 8, wp // 8), g, NoiseOptions.short(), prior_latent=cond.randomref)
+    runs = [("dpmpp_2m, logsnr, 12 steps, CFG 2.5", dict(steps=12, solver="dpmpp_2m", timestep_mode="logsnr")),
+            (f"ddim official {setup.steps} steps, guidance on the first half", dict(steps=setup.steps,
+                                                                                   guidance_interval=(0.0, 0.5)))]
+    for label, kw in runs:
+        if setup.left() < (5 if setup.tiny else 40):
+            raise Skip(f"time budget: {setup.left():.0f} s left")
+        options = SamplerOptions(guide_scale=2.5, device=dev, model_dtype=FP16, cfg_mode="batched", **kw)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        setup.sync()
+        t0 = time.perf_counter()
+        for step in iter_sample_video(model, noise, cond, options, generator=g):
+            pass
+        setup.sync()
+        wall = time.perf_counter() - t0
+        if not bool(torch.isfinite(step.x).all()):
+            raise RuntimeError(f"non-finite latent with {label}")
+        peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
+        s.row(f"{label}: {f} frames {hp}x{wp} fp16", wall, "s", evaluations=options.model_evaluations(),
+              official_evaluations=SamplerOptions(steps=30).model_evaluations(), peak_vram_gib=peak)
+        free()
+    scale = 1216 / 768
+    h_big, w_big = int(round(hp * scale / 64)) * 64, wp * 768 // 512 // 64 * 64 or 64
+    for batch in (1, 2):
+        if setup.left() < (5 if setup.tiny else 30):
+            raise Skip(f"time budget: {setup.left():.0f} s left")
+        x, kw = model_inputs(cfg, f, h_big, w_big, batch, dev, FP16)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        try:
+            _, t = timed(setup, lambda: forward(model, x, kw))
+        except torch.cuda.OutOfMemoryError as exc:  # a result too: this size does not fit this card
+            s.row(f"one UNet call, batch {batch}, {f} frames {h_big}x{w_big} fp16: out of memory", 0.0, "s",
+                  error=str(exc)[:200])
+            del x, kw
+            free()
+            continue
+        peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
+        s.row(f"one UNet call, batch {batch}, {f} frames {h_big}x{w_big} fp16", t, "s", peak_vram_gib=peak,
+              fits_12_gib=bool(peak <= 12.0) if dev.type == "cuda" else "n/a (CUDA only)")
+        del x, kw
+        free()
+
+
 RUNNERS: dict[str, Callable[[Section, Setup], None]] = {
     "precision": section_precision, "sampling": section_sampling, "mamba": section_mamba,
-    "dwpose": section_dwpose, "comfy_ops": section_comfy_ops,
+    "dwpose": section_dwpose, "comfy_ops": section_comfy_ops, "speed": section_speed,
 }
 #: seconds a section needs at least (full size on an H100); it is skipped when less budget is left
-MIN_SECONDS = {"precision": 25, "sampling": 60, "mamba": 15, "dwpose": 5, "comfy_ops": 15}
+MIN_SECONDS = {"precision": 25, "sampling": 60, "mamba": 15, "dwpose": 5, "comfy_ops": 15, "speed": 60}
 
 
 def environment(setup: Setup) -> dict:
@@ -430,7 +497,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--ref-frames", type=int, default=None)
-    p.add_argument("--budget", type=float, default=240.0)
+    p.add_argument("--budget", type=float, default=300.0)
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     device = torch.device(a.device)

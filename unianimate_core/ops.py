@@ -60,13 +60,16 @@ class WeightScratch:
     buffer at a time: the cast weight lives only inside that call.
     """
 
+    #: smaller weights are cast into fresh memory (the allocator reuses small blocks anyway)
+    min_numel = 65536
+
     def __init__(self) -> None:
         self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def cast(self, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         if w.dtype == dtype:
             return w
-        if w.device.type != "cpu" or torch.is_grad_enabled() or w.numel() < 65536:
+        if w.device.type != "cpu" or torch.is_grad_enabled() or w.numel() < self.min_numel:
             return w.to(dtype)
         key = (w.device, dtype)
         buf = self._buffers.get(key)

@@ -25,7 +25,7 @@ def test_cpu_mode_runs_every_section_or_says_why_not(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = report["sections"]
-    assert list(sections) == ["precision", "sampling", "mamba", "dwpose", "comfy_ops"]
+    assert list(sections) == ["precision", "sampling", "mamba", "dwpose", "comfy_ops", "speed"]
     assert report["environment"]["device"] == "cpu" and report["environment"]["tiny"] is True
     for name, sec in sections.items():
         assert sec["status"] in ("ok", "skipped"), (name, sec)
@@ -38,6 +38,11 @@ def test_cpu_mode_runs_every_section_or_says_why_not(tmp_path):
     assert "CUDA" in sections["mamba"]["reason"]
     assert "--comfyui" in sections["comfy_ops"]["reason"]
     assert "section      status" in res.stdout
+    speed = sections["speed"]["rows"]
+    assert sections["speed"]["status"] == "ok" and len(speed) == 4
+    assert speed[0]["evaluations"] == 24 and speed[0]["official_evaluations"] == 62 and speed[0]["value"] > 0
+    assert speed[1]["evaluations"] == 3  # 2 tiny steps (t = 501, 1), only the first one guided
+    assert all("1216" not in r["what"] or r["value"] > 0 for r in speed[2:])
 
 
 def test_asking_for_cuda_without_cuda_is_a_clear_error(tmp_path):

@@ -81,6 +81,15 @@ def _add_run_args(p: argparse.ArgumentParser, defaults: AnimateOptions) -> None:
                    help="use every n-th driving frame (default %(default)s)")
     g.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps (default %(default)s)")
     g.add_argument("--guidance", type=float, default=defaults.guidance, help="guidance scale (default %(default)s)")
+    g.add_argument("--solver", default=defaults.solver, choices=["ddim", "dpmpp_2m"],
+                   help="ddim: the official sampler (default). dpmpp_2m: DPM-Solver++(2M), second order; use it with "
+                        "--timestep-spacing logsnr and 10-15 steps")
+    g.add_argument("--timestep-spacing", default=defaults.timestep_spacing, choices=["official", "trailing", "logsnr"],
+                   help="timesteps the steps visit: official list (30 steps run 31), trailing (exactly --steps from "
+                        "pure noise), logsnr (even in log-SNR, for dpmpp_2m) (default %(default)s)")
+    g.add_argument("--guidance-end", type=float, default=defaults.guidance_end,
+                   help="apply guidance only on this first fraction of the steps; later steps make one model call "
+                        "instead of two (default %(default)s = every step)")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     g.add_argument("--long", dest="strategy", choices=STRATEGIES, default=defaults.strategy,
                    help="long-video strategy: short (one pass), windows (official sliding windows), continuation "
@@ -154,7 +163,8 @@ def _options(args: argparse.Namespace, **overrides: object) -> AnimateOptions:
                   steps=args.steps, guidance=args.guidance, seed=args.seed, strategy=args.strategy,
                   segment_length=args.segment_length, context_size=args.context_size,
                   context_overlap=args.context_overlap, mode=args.mode, pose_backend=args.pose_backend,
-                  align=not args.no_align, uint8=args.uint8, fps=args.fps, preview=not args.no_preview)
+                  align=not args.no_align, uint8=args.uint8, fps=args.fps, preview=not args.no_preview,
+                  solver=args.solver, timestep_spacing=args.timestep_spacing, guidance_end=args.guidance_end)
     values.update(overrides)
     return AnimateOptions(**values)  # type: ignore[arg-type]
 

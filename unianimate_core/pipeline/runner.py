@@ -81,6 +81,8 @@ class AnimateOptions:
     "first_frame" (reference pixels as the first frame) or "both". pose_backend: see poses.py.
     uint8: "round" or "truncate" (official) for the 8-bit conversion. fps: output frame rate
     (None = driving fps / stride). decode_chunk: frames per VAE decode call (official 2).
+    solver / timestep_spacing / guidance_end: speed options, off by default (see SamplerOptions:
+    "dpmpp_2m" with "logsnr" spacing needs far fewer steps; guidance only on the first fraction of steps).
     """
 
     width: int = 512
@@ -101,6 +103,9 @@ class AnimateOptions:
     fps: float | None = None
     decode_chunk: int = 2
     preview: bool = True
+    solver: str = "ddim"
+    timestep_spacing: str = "official"
+    guidance_end: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -183,6 +188,20 @@ def decode_latents(vae: LatentCodec, latents: Tensor, chunk: int = 2) -> Tensor:
     return torch.cat(parts, dim=0)
 
 
+def decode_to_uint8(vae: LatentCodec, latents: Tensor, chunk: int = 2, mode: Rounding = "round") -> list[np.ndarray]:
+    """Video latents ``(1, 4, F, h, w)`` -> uint8 frames ``(H, W, 3)``, ``chunk`` frames decoded at a time.
+
+    Each chunk is converted to 8 bits before the next one is decoded, so a long video never holds the
+    float frames (4x the bytes of the output) or the decoder's activations of more than one chunk.
+    Same frames as ``to_uint8(decode_latents(...))``.
+    """
+    flat = latents_for_decode(latents)
+    out: list[np.ndarray] = []
+    for i in range(0, flat.shape[0], chunk):
+        out += list(to_uint8(frames_from_decoded(vae.decode(flat[i:i + chunk])).cpu(), mode))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------
@@ -262,7 +281,8 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     check_size(width, height, models.pixel_multiple)
     paths = output_paths(out, models.is_random)
     sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
-                             model_dtype=models.dtype)  # validates steps/guidance before anything loads
+                             model_dtype=models.dtype, solver=options.solver, timestep_mode=options.timestep_spacing,
+                             guidance_interval=(0.0, float(options.guidance_end)))  # validates steps/guidance before anything loads
     options.long_video_options()  # and the window / segment settings
     selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
     notes = [selection.note] if selection.note else []
@@ -303,7 +323,7 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
             if part.index is None:  # single-pass strategies: sampling is over, decoding follows
                 bar.close()
                 log("decoding")
-            frames = list(to_uint8(decode_latents(vae, part.latent, options.decode_chunk), options.uint8))
+            frames = decode_to_uint8(vae, part.latent, options.decode_chunk, options.uint8)
             finished += frames  # kept even if Ctrl-C comes while its segment file is written
             latents.append(part.latent)
             if segments_dir is not None and part.index is not None:
