@@ -10,7 +10,8 @@ UNet (1.42 B parameters) with the same seeded random weights, runs two forwards 
 creates oneDNN primitives) on the same inputs, and reports the time of both, the peak RSS (VmHWM, whole
 process: interpreter, torch, weights, activations) and the RSS right after the imports. Runs of the
 variants are interleaved (baseline, new fp32, new fp16-stored, baseline, ...) so that the load of a
-shared machine hits all of them alike; ratios are medians over the repeats, and their spread is printed.
+shared machine hits all of them alike; ratios are medians over the repeats of the ratio within a repeat, with their spread, and the ratio of
+the best (fastest) warm forward of each variant: on a shared machine other jobs only ever add time.
 
 Variants:
   baseline   the code at --baseline-ref, fp32 weights, fp32 compute
@@ -189,7 +190,12 @@ def main() -> None:
             t1 = [r["forward_s"][0] / b["forward_s"][0] for r, b in zip(results[v], results["baseline"])]
             pr = [x / y for x, y in zip(pk, bp)]
             mr = [(x - i) / (y - j) for x, i, y, j in zip(pk, imp, bp, bi)]
-            summary[v] = dict(time_ratio_median=statistics.median(tr), time_ratio_range=[min(tr), max(tr)],
+            # best-of: on a shared machine other jobs only ever add time, so the fastest forward of each
+            # variant (any process, any of its forwards after the first) is the least disturbed estimate
+            best = min(min(r["forward_s"][1:] or r["forward_s"]) for r in results[v])
+            best_base = min(min(r["forward_s"][1:] or r["forward_s"]) for r in results["baseline"])
+            summary[v] = dict(time_ratio_best_of=best / best_base, forward_s_best=best, baseline_forward_s_best=best_base,
+                              time_ratio_median=statistics.median(tr), time_ratio_range=[min(tr), max(tr)],
                               first_forward_ratio_median=statistics.median(t1),
                               peak_rss_ratio_median=statistics.median(pr), peak_rss_ratio_range=[min(pr), max(pr)],
                               model_rss_ratio_median=statistics.median(mr),

@@ -37,7 +37,8 @@ class GenerateOptions:
     strategy: "short" (one pass) | "windows" (sliding windows) | "continuation" (first-frame segments);
     noise_prior: start from the reference latent diffused to t = 949 (939 for windows), the official
     unified noise input (False: plain noise + offset noise); segment_length, context_size,
-    context_overlap, colour_anchor: the long-video settings; seed: the run's generator seed."""
+    context_overlap, colour_anchor: the long-video settings; seed: the run's generator seed;
+    solver, timestep_spacing, guidance_end: the sampler's speed options (off by default, see SamplerOptions)."""
 
     steps: int = 30
     guidance: float = 2.5
@@ -49,6 +50,9 @@ class GenerateOptions:
     context_overlap: int = 8
     colour_anchor: float = 0.0
     seed: int = 11
+    solver: str = "ddim"
+    timestep_spacing: str = "official"
+    guidance_end: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -76,7 +80,8 @@ def generate(model, clip: ToyClip, options: GenerateOptions = GenerateOptions(),
         ref_latent = reference_latent(codec.encode_moments(vae_input(_pixels(clip.reference))), generator)
     f, (h, w) = len(clip), (clip.height // 8, clip.width // 8)
     shape = (1, 4, f, h, w)
-    sampler = SamplerOptions(steps=options.steps, guide_scale=options.guidance)
+    sampler = SamplerOptions(steps=options.steps, guide_scale=options.guidance, solver=options.solver,
+                             timestep_mode=options.timestep_spacing, guidance_interval=(0.0, float(options.guidance_end)))
     if options.strategy == "continuation":
         cont = ContinuationOptions(segment_length=options.segment_length, colour_anchor=options.colour_anchor)
 
