@@ -5,7 +5,7 @@ one H100 including warm-up). Prints a table and writes JSON.
     python benchmarks/gpu_check.py --device cpu --tiny   # the CPU mode CI runs (tiny UNet, seconds)
     options: --json PATH (default gpu_check.json)  --only SECTION ...  --comfyui PATH  --dwpose-dir DIR
              --steps N (30)  --frames F (32)  --height H (768)  --width W (512)  --ref-frames N (4)
-             --budget SECONDS (300: sections still to come are skipped, the sampling run stops early)
+             --budget SECONDS (240: sections still to come are skipped, the sampling run stops early)
 
 Sections (one that needs a package or device this machine lacks is skipped with the reason):
 
@@ -497,7 +497,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--ref-frames", type=int, default=None)
-    p.add_argument("--budget", type=float, default=300.0)
+    p.add_argument("--budget", type=float, default=240.0)
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     device = torch.device(a.device)
