@@ -12,9 +12,10 @@ from .folders import register_model_folders
 from .loader import LoadUniAnimateModel
 from .long_video import LongVideoLoop
 from .pose_nodes import PoseAlign, PoseExtractor
-from .sampler import UniAnimateSampler
+from .sampler import UniAnimateSampler, UniAnimateSpeedOptions
 
-NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, PoseExtractor, PoseAlign, UniAnimateSampler, LongVideoLoop]
+NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, PoseExtractor, PoseAlign, UniAnimateSampler, LongVideoLoop,
+                                   UniAnimateSpeedOptions]
 
 
 class UniAnimateExtension(ComfyExtension):

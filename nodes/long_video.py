@@ -32,7 +32,7 @@ from . import choices, comfy_bridge
 from .conditioning import Prepared, prepare, select
 from .sampler import (
     CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, refine_inputs,
-    refine_latent, sampler_options, sampling_inputs, selection_inputs, validate_common,
+    refine_latent, sampler_options, sampling_inputs, selection_inputs, speed_settings, validate_common,
 )
 from .types import UniAnimateModel
 
@@ -111,8 +111,8 @@ class LongVideoLoop(io.ComfyNode):
                 noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = "unianimate",
                 strategy: str = STRATEGIES[0], context_size: int = 32, context_overlap: int = 8,
                 context_batch_size: int = 1, colour_anchor: float = 0.0,
-                keep_finished_on_cancel: bool = True, latent: Any = None, denoise: float = 1.0, solver: str = "ddim",
-                timestep_spacing: str = "official", guidance_end: float = 1.0) -> io.NodeOutput:
+                keep_finished_on_cancel: bool = True, latent: Any = None, denoise: float = 1.0,
+                speed_options: Any = None) -> io.NodeOutput:
         if strategy not in STRATEGIES:
             raise InputError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
         model = check_model(model)
@@ -121,7 +121,7 @@ class LongVideoLoop(io.ComfyNode):
         if msg:
             raise InputError(msg)
         # every option is validated before the encoders run (CLIP vision takes seconds to minutes)
-        options = sampler_options(model, steps, guidance, solver, timestep_spacing, guidance_end)
+        options = sampler_options(model, steps, guidance, **speed_settings(speed_options))
         core_strategy = strategy_name(strategy)
         windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
                                        context_batch_size=int(context_batch_size))

@@ -22,7 +22,7 @@ from ..unianimate_core.pipeline.prepare import effective_sampler, noise_options,
 from . import comfy_bridge
 from . import choices
 from .conditioning import CONDITION_MODES, Prepared, prepare, select
-from .types import PoseKeypoint, UniAnimateModel, UniAnimateModelType
+from .types import PoseKeypoint, SpeedOptionsType, UniAnimateModel, UniAnimateModelType
 
 log = logging.getLogger("UniAnimate")
 
@@ -107,22 +107,65 @@ def refine_inputs() -> list:
 
 
 def speed_inputs() -> list:
-    """Optional speed settings (off = the official sampler); last, so saved workflows keep their widget order."""
-    return [
-        io.Combo.Input("solver", options=list(SOLVERS), default="ddim", optional=True,
-                       tooltip="ddim: the official sampler (exact). dpmpp_2m: DPM-Solver++(2M), a second-order "
-                               "solver that reaches DDIM's accuracy with far fewer steps; use it with "
-                               "timestep_spacing logsnr and 10-15 steps. Its quality cost on real videos is not "
-                               "yet measured: compare with ddim on your clip."),
-        io.Combo.Input("timestep_spacing", options=list(TIMESTEP_MODES), default="official", optional=True,
-                       tooltip="Which timesteps the steps visit. official: the official list (30 steps run 31). "
-                               "trailing: exactly 'steps' steps from pure noise, evenly spaced. logsnr: evenly "
-                               "spaced in log signal-to-noise ratio, what dpmpp_2m is made for."),
-        io.Float.Input("guidance_end", default=1.0, min=0.0, max=1.0, step=0.05, round=0.01, optional=True,
-                       tooltip="Apply classifier-free guidance only on this first fraction of the steps; the later "
-                               "steps make one model call instead of two (0.5 = 25 % fewer calls). 1.0 = every "
-                               "step (official)."),
-    ]
+    """The optional speed-options socket (a socket, not widgets: saved workflows keep their widget values)."""
+    return [SpeedOptionsType.Input("speed_options", optional=True,
+                                   tooltip="Optional: connect UniAnimate Speed Options for fewer model calls "
+                                           "(DPM-Solver++, log-SNR steps, guidance on part of the steps). "
+                                           "Unconnected = the official sampler.")]
+
+
+SPEED_DEFAULTS = dict(solver="ddim", timestep_spacing="official", guidance_end=1.0)
+
+
+class UniAnimateSpeedOptions(io.ComfyNode):
+    """Small option node: the sampler's speed settings, for the speed_options socket of the sampling nodes."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UniAnimateSpeedOptions",
+            display_name="UniAnimate Speed Options",
+            category=CATEGORY,
+            description=(
+                "Fewer model calls for UniAnimate Sampler / Long Video Loop (connect to their speed_options). The "
+                "defaults here are the official sampler. dpmpp_2m with logsnr spacing and 10-15 steps on the sampler "
+                "needs 0.3-0.5x the official model calls; its quality cost on real videos is not measured yet: "
+                "compare with the official sampler on your clip."
+            ),
+            inputs=[
+                io.Combo.Input("solver", options=list(SOLVERS), default="ddim",
+                               tooltip="ddim: the official sampler (exact). dpmpp_2m: DPM-Solver++(2M), a second-order "
+                                       "solver that reaches DDIM's accuracy with far fewer steps; use it with "
+                                       "timestep_spacing logsnr and 10-15 steps on the sampler node."),
+                io.Combo.Input("timestep_spacing", options=list(TIMESTEP_MODES), default="official",
+                               tooltip="Which timesteps the steps visit. official: the official list (30 steps run "
+                                       "31). trailing: exactly 'steps' steps from pure noise, evenly spaced. logsnr: "
+                                       "evenly spaced in log signal-to-noise ratio, what dpmpp_2m is made for."),
+                io.Float.Input("guidance_end", default=1.0, min=0.0, max=1.0, step=0.05, round=0.01,
+                               tooltip="Apply classifier-free guidance only on this first fraction of the steps; "
+                                       "later steps make one model call instead of two (0.5 = 25 % fewer calls). "
+                                       "1.0 = every step (official)."),
+            ],
+            outputs=[SpeedOptionsType.Output(display_name="speed_options",
+                                             tooltip="Connect to speed_options of UniAnimate Sampler or Long Video Loop.")],
+        )
+
+    @classmethod
+    def execute(cls, solver: str = "ddim", timestep_spacing: str = "official", guidance_end: float = 1.0) -> io.NodeOutput:
+        options = dict(solver=str(solver), timestep_spacing=str(timestep_spacing), guidance_end=float(guidance_end))
+        # validated here, so a bad combination stops this node rather than the sampler after the encoders ran
+        SamplerOptions(solver=options["solver"], timestep_mode=options["timestep_spacing"],
+                       guidance_interval=(0.0, options["guidance_end"]))
+        return io.NodeOutput(options)
+
+
+def speed_settings(speed_options: Any) -> dict:
+    """The speed settings from the optional socket (None = the official sampler)."""
+    if speed_options is None:
+        return dict(SPEED_DEFAULTS)
+    if not isinstance(speed_options, dict) or set(speed_options) - set(SPEED_DEFAULTS):
+        raise InputError("speed_options must come from a UniAnimate Speed Options node.")
+    return {**SPEED_DEFAULTS, **speed_options}
 
 
 def refine_latent(latent: Any, denoise: Any, frames: int, width: int, height: int) -> torch.Tensor | None:
@@ -234,11 +277,11 @@ class UniAnimateSampler(io.ComfyNode):
                 reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 32,
                 frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
                 noise_prior: int = 949, condition_mode: str = "standard",
-                pose_colors: str = "unianimate", latent: Any = None, denoise: float = 1.0, solver: str = "ddim",
-                timestep_spacing: str = "official", guidance_end: float = 1.0) -> io.NodeOutput:
+                pose_colors: str = "unianimate", latent: Any = None, denoise: float = 1.0,
+                speed_options: Any = None) -> io.NodeOutput:
         model = check_model(model)
         pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
-        options = sampler_options(model, steps, guidance, solver, timestep_spacing, guidance_end)
+        options = sampler_options(model, steps, guidance, **speed_settings(speed_options))
         noise = noise_options("short", noise_prior)
         selection = select(poses, max_frames, frame_interval)
         init = refine_latent(latent, denoise, selection.num_frames, width, height)

@@ -12,6 +12,8 @@ UniAnimateModelType = io.Custom("UNIANIMATE_MODEL")
 #: Pose keypoints in comfyui_controlnet_aux's format (a list with one dict per frame), so poses flow
 #: between this pack, controlnet_aux's DWPose Estimator and pose editors.
 PoseKeypoint = io.Custom("POSE_KEYPOINT")
+#: the sampler's speed options (UniAnimate Speed Options -> the sampling nodes' optional socket)
+SpeedOptionsType = io.Custom("UNIANIMATE_SPEED_OPTIONS")
 
 
 @dataclass(frozen=True)

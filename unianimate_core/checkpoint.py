@@ -331,7 +331,12 @@ def load_unet(
     expected = model.state_dict()
     check_state_dict(sd, expected, name)
     keep_fp32 = {k for k, v in expected.items() if v.dtype == torch.float32 and _keeps_fp32(k)}
-    sd = {k: v.to(device=device, dtype=(torch.float32 if k in keep_fp32 else target)) for k, v in sd.items()}
+    # converted one tensor at a time, each source tensor released as soon as it is converted: loading an fp32
+    # file as fp16 holds the fp32 file plus one tensor, not the fp32 and the fp16 copy of every weight
+    for k in list(sd):
+        v = sd.pop(k)
+        sd[k] = v.to(device=device, dtype=(torch.float32 if k in keep_fp32 else target))
+        del v
     model.load_state_dict(sd, strict=True, assign=True)
     if compute is not None and compute != target:
         model.compute_dtype = compute

@@ -37,7 +37,7 @@ WORKFLOWS = REPO / "workflows"
 LEGACY = REPO / "tests" / "nodes" / "data" / "legacy_workflows"
 PACK = "ComfyUI-UniAnimate"  # the pack's folder name in the test server's custom_nodes
 OUR_NODES = ("LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
-             "UniAnimateLongVideoLoop")
+             "UniAnimateLongVideoLoop", "UniAnimateSpeedOptions")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
