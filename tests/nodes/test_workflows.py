@@ -16,7 +16,7 @@ from comfy_fake.workflow_tools import FRONTEND_ONLY, load_core_object_info, stri
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video_first_frame_continuation",
-         "04_single_image_repose"]
+         "04_single_image_repose", "05_ksampler_native", "06_long_video_context_windows"]
 FILE_INPUTS = [("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
                ("CLIPVisionLoader", "clip_name"), ("VAELoader", "vae_name")]
 # model files the workflows name; created as empty placeholders so our nodes' own checks can run
