@@ -4,7 +4,7 @@
 
 The pack is imported the way ComfyUI imports a custom-node directory; the model is the tiny fixture
 UNet (fp32, CPU, one thread: two threads on a busy two-core machine oversubscribe it badly). Each task
-returns numbers; tests/host/test_native_model.py asserts on them and benchmarks/native_comfy.py
+returns numbers; tests/host/test_comfy_host_native.py asserts on them and benchmarks/native_comfy.py
 prints them. Tasks:
 
   schedule   ComfyUI's sigmas for our MODEL vs UniAnimate's schedule and vs the fake's model_sampling

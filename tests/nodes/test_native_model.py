@@ -4,7 +4,7 @@ What ComfyUI's sampler does around a model call (extra_conds, per-call cond proc
 conditional and unconditional passes, context-window slicing) is emulated here with the fake's
 `comfy.conds`; every result is checked against the core UNet called directly on (B, 4, F, h, w)
 videos with UniAnimate's own schedule - an independent route to the same numbers. The real ComfyUI
-runs the same paths in tests/host/test_native_model.py.
+runs the same paths in tests/host/test_comfy_host_native.py.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The subset a discrete SD-style model uses: the `linear` beta schedule, the zero-terminal-SNR rescale
 (with ComfyUI's finite last value), sigma <-> timestep, input scaling and the x0 formulas.
-`tests/host/test_native_model.py` compares every value with the real module.
+`tests/host/test_comfy_host_native.py` compares every value with the real module.
 """
 from __future__ import annotations
 
