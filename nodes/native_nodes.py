@@ -16,7 +16,9 @@ from comfy_api.latest import io
 from ..unianimate_core.config import UNetConfig
 from ..unianimate_core.diffusion import NoiseOptions
 from ..unianimate_core.errors import InputError
-from .conditioning import CONDITION_MODES, POSE_COLORS, prepare
+from ..unianimate_core.pipeline.conditioning import size_problem
+from . import choices
+from .conditioning import CONDITION_MODES, prepare, select
 from .native_model import COND_KEY, UniAnimateCondition, UniAnimateVideo
 from .sampler import MAX_SIZE, validate_common
 from .types import PoseKeypoint
@@ -72,7 +74,8 @@ class UniAnimateConditioning(io.ComfyNode):
                                    tooltip="The pose of the reference image (one frame; the reference_pose output of "
                                            "UniAnimate Pose Align)."),
                 io.Int.Input("width", default=512, min=64, max=MAX_SIZE, step=64,
-                             tooltip="Output width in pixels, a multiple of 64. The model was trained at 512x768."),
+                             tooltip="Output width in pixels, a multiple of 64 (other values are refused with the two "
+                                     "nearest sizes). The model was trained at 512x768."),
                 io.Int.Input("height", default=768, min=64, max=MAX_SIZE, step=64,
                              tooltip="Output height in pixels, a multiple of 64."),
                 io.Int.Input("max_frames", default=32, min=0, max=100000,
@@ -83,9 +86,10 @@ class UniAnimateConditioning(io.ComfyNode):
                 io.Combo.Input("condition_mode", options=list(CONDITION_MODES), default="standard",
                                tooltip="standard: reference via its latent (the official default). first_frame: the "
                                        "reference becomes the first frame. both: all conditions."),
-                io.Combo.Input("pose_colors", options=list(POSE_COLORS), default=POSE_COLORS[0],
-                               tooltip="Colour convention of pose IMAGES: this pack renders the R/B-swapped colours "
-                                       "UniAnimate was trained on; choose OpenPose for pose images from other packs. "
+                io.Combo.Input("pose_colors", options=list(choices.COLOR_KEYS), default="unianimate",
+                               tooltip="Colour convention of pose IMAGES. unianimate: the R/B-swapped colours "
+                                       "UniAnimate was trained on, what this pack's pose nodes draw. openpose: "
+                                       "standard OpenPose colours (pose images from other packs; they are converted). "
                                        "Ignored for POSE_KEYPOINT."),
                 io.Int.Input("noise_prior", default=949, min=0, max=999,
                              tooltip="UniAnimate's noise prior: a new video starts from the reference latent diffused to "
@@ -108,19 +112,26 @@ class UniAnimateConditioning(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None) -> bool | str:
-        return validate_common(width, height, max_frames, None)
+    def validate_inputs(cls, width: Any = None, height: Any = None, pose_colors: Any = None) -> bool | str:
+        """What ComfyUI cannot check: sizes that are multiples of 64, old colour labels (see choices.py)."""
+        return validate_common(width, height, pose_colors)
 
     @classmethod
     def execute(cls, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any, reference_pose: Any,
                 width: int = 512, height: int = 768, max_frames: int = 32, frame_interval: int = 1,
-                condition_mode: str = "standard", pose_colors: str = POSE_COLORS[0], noise_prior: int = 949,
+                condition_mode: str = "standard", pose_colors: str = "unianimate", noise_prior: int = 949,
                 offset_noise: float = 0.1) -> io.NodeOutput:
-        msg = validate_common(width, height, max_frames, None)
-        if msg is not True:
-            raise InputError(msg)
-        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                       UNetConfig().pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+        multiple = UNetConfig().pixel_multiple  # the released layout; the UNet checks its own at run time
+        problems = [size_problem("width", width, multiple), size_problem("height", height, multiple)]
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 0:
+            problems.append(f"max_frames must be 0 (one frame per selected pose) or a positive number of frames; "
+                            f"got {max_frames!r}.")
+        if any(problems):
+            raise InputError(" ".join(p for p in problems if p))
+        pose_colors = choices.color_key("pose_colors", pose_colors)
+        selection = select(poses, max_frames, frame_interval)
+        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height, multiple,
+                       condition_mode, pose_colors, max_frames, frame_interval, selection=selection)
         positive, negative, latent = build_conditioning(prep.cond, prep.ref_latent, prep.width, prep.height,
                                                         noise_prior, offset_noise)
         log.info("UniAnimate: conditioning for %d frames at %dx%d (%s)", prep.frames, prep.width, prep.height,

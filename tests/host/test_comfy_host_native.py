@@ -27,12 +27,12 @@ import pytest
 import torch
 
 from comfy_fake.workflow_tools import strip_meta, ui_to_api, validate_api
-from test_comfy_host import DRIVING_FRAMES, SIZE, prepared  # noqa: F401 - `prepared` is a fixture
+from test_comfy_host import DRIVING_FRAMES, SIZE, latent_prefix, prepared  # noqa: F401 - `prepared` is a fixture
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("native_probe.py")
 WORKFLOWS = REPO / "workflows"
-NATIVE_STEMS = ["05_ksampler_native", "06_long_video_context_windows"]
+NATIVE_STEMS = ["6 - Short clip, KSampler", "7 - Long video, context windows"]
 EPS32 = 2.0 ** -23
 
 
@@ -204,26 +204,27 @@ def for_native_test_host(api: dict, models: dict, stem: str, size: int, frames: 
         elif ct == "ContextWindowsManual":
             inp.update(context_length=2, context_overlap=1)
     ks = next(k for k, v in p.items() if v["class_type"] == "KSampler")
-    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [ks, 0], "filename_prefix": f"latents/{stem}"}}
+    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [ks, 0],
+                                                        "filename_prefix": f"latents/{latent_prefix(stem)}"}}
     return p
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", NATIVE_STEMS)
 def test_native_workflow_runs_with_tiny_models(comfy_server, client, prepared, stem):
-    frames = 3 if stem == "05_ksampler_native" else 0  # 0 = every pose of the 4-frame driving video
+    frames = 3 if stem.startswith("6 - ") else 0  # 0 = every pose of the 4-frame driving video
     api = json.loads((WORKFLOWS / "api" / f"{stem}.json").read_text())
     result = client.run(for_native_test_host(api, prepared, stem, SIZE, frames), timeout=1200)
     from safetensors.torch import load_file
 
-    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{stem}*.latent"))[-1:]
+    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{latent_prefix(stem)}_0*.latent"))[-1:]
     latent = load_file(str(latent_file))["latent_tensor"]
     expected = 3 if frames else DRIVING_FRAMES
     assert latent.shape == (expected, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
     outputs = [item for node in result.outputs.values() for items in node.values() if isinstance(items, list)
                for item in items if isinstance(item, dict) and "filename" in item]
     assert any(o["filename"].endswith(".mp4") for o in outputs)
-    if stem == "06_long_video_context_windows":
+    if stem.startswith("7 - "):
         assert "Using context windows 2 with overlap 1 for 4 frames" in comfy_server.log_text()
 
 
