@@ -33,7 +33,7 @@ WORKFLOWS = REPO / "workflows"
 STEMS = ["1 - Short clip", "2 - Long video, sliding windows", "3 - Long video, continuation",
          "4 - Repose a single image", "5 - Short clip, small downloads"]
 OUR_NODES = {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
-             "UniAnimateLongVideoLoop"}
+             "UniAnimateLongVideoLoop", "UniAnimateConditioning"}
 SIZE, DRIVING_FRAMES = 64, 4
 
 
