@@ -1,9 +1,10 @@
-"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models}``.
+"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, train}``.
 
 ``animate`` makes a video from a reference photo and a driving clip; ``demo`` runs the whole
 pipeline on the bundled media (with the real model files when they are found, otherwise with a
 tiny random-weight model whose output is clearly labelled as noise); ``extract-poses`` writes the
-aligned pose images only; ``models`` shows which model files are found where.
+aligned pose images only; ``models`` shows which model files are found where; ``train`` trains or
+fine-tunes the UNet from a JSON config (``unianimate_core/train``, docs/training.md).
 
 Exit codes: 0 ok, 2 bad input or missing files (one line says what to do), 130 interrupted (what
 had finished is kept and its location printed).
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="show which model files are found and where they were searched")
     m.add_argument("--models", action="append", default=[], metavar="DIR")
+
+    from ..train.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -269,7 +274,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0 if files.complete else 2
 
 
-COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models}
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..train.cli import cmd_train as run
+
+    return run(args)
+
+
+COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models,
+            "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
