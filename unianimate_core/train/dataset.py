@@ -74,6 +74,18 @@ class SampleSettings:
                    objective.drop_all_includes_reference, objective.t_min, objective.t_max)
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """The per-sample choices: video, clip start, reference row, timestep, noise mode, kept conditions."""
+
+    video: int
+    start: int
+    reference_row: int
+    t: int
+    first_frame: bool
+    keep: Tensor  # (4,) bool: cond slot, image, pose, first frame
+
+
 def valid_starts(present: np.ndarray, frames: int, max_missing: int) -> np.ndarray:
     """Clip start indices whose ``frames`` frames lack a person at most ``max_missing`` times."""
     n = len(present)
@@ -141,12 +153,13 @@ class ClipDataset(torch.utils.data.Dataset):
             self._open[i] = _VideoData(self.videos[i])
         return self._open[i]
 
-    def __getitem__(self, s: int) -> dict[str, Tensor]:
+    def decisions(self, s: int) -> "Decisions":
+        """The random choices of sample ``s`` (the first draws of its stream; ``__getitem__`` uses them)."""
+        return self._decisions(self.video_for(s), sample_generator(self.seed, 0, int(s)))
+
+    def _decisions(self, vi: int, g: torch.Generator) -> "Decisions":
         st = self.settings
-        vi = self.video_for(s)
-        video, starts, data = self.videos[vi], self.starts[vi], self._data(vi)
-        g = sample_generator(self.seed, 0, int(s))
-        f = st.frames
+        video, starts = self.videos[vi], self.starts[vi]
         start = int(starts[int(torch.randint(len(starts), (1,), generator=g))])
         ref_row = self._reference_row(video, start, g)
         t = int(torch.randint(st.t_min, st.t_max + 1, (1,), generator=g))
@@ -162,6 +175,16 @@ class ClipDataset(torch.utils.data.Dataset):
             keep[:] = False
         keep[2] &= first_frame
         cond = not (drop_all and st.drop_all_includes_reference)
+        return Decisions(vi, start, ref_row, t, first_frame, torch.cat([torch.tensor([cond]), keep]))
+
+    def __getitem__(self, s: int) -> dict[str, Tensor]:
+        st = self.settings
+        vi = self.video_for(s)
+        data = self._data(vi)
+        g = sample_generator(self.seed, 0, int(s))
+        f = st.frames
+        d = self._decisions(vi, g)
+        start, ref_row, t, first_frame = d.start, d.reference_row, d.t, d.first_frame
 
         rows = list(range(start, start + f))
         x0 = posterior_sample(data.moments(rows), g).mul(LATENT_SCALE).permute(1, 0, 2, 3).contiguous()
@@ -179,7 +202,7 @@ class ClipDataset(torch.utils.data.Dataset):
         sample = {
             "x0": x0, "noise": noise, "t": torch.tensor(t, dtype=torch.int64),
             "image": data.embeds[ref_row].float().clone(), "dwpose": dwpose, "randomref": ref, "local_image": first,
-            "keep": torch.cat([torch.tensor([cond]), keep]), "index": torch.tensor(int(s), dtype=torch.int64),
+            "keep": d.keep, "index": torch.tensor(int(s), dtype=torch.int64),
         }
         if self.with_frames:
             sample["frames"] = torch.from_numpy(np.asarray(data.frames[start:start + f]).copy())
