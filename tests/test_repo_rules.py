@@ -53,4 +53,4 @@ def test_node_ids_are_the_published_ones():
     src = "\n".join(p.read_text() for p in (ROOT / "nodes").glob("*.py"))
     ids = set(re.findall(r'node_id\s*=\s*"([^"]+)"', src))
     assert ids == {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor",
-                   "UniAnimatePoseAlign", "UniAnimateLongVideoLoop"}
+                   "UniAnimatePoseAlign", "UniAnimateLongVideoLoop", "UniAnimateLoraLoader"}
