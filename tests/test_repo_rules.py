@@ -54,3 +54,39 @@ def test_node_ids_are_the_published_ones():
     ids = set(re.findall(r'node_id\s*=\s*"([^"]+)"', src))
     assert ids == {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor",
                    "UniAnimatePoseAlign", "UniAnimateLongVideoLoop", "UniAnimateLoraLoader"}
+
+
+OFFICIAL_DOC = ROOT / "docs" / "official_behaviour.md"
+_TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".yaml", ".yml"}
+
+
+def _project_text_files():
+    skip = {".git", ".venv", ".venv-mediapipe", "fixtures", "__pycache__"}
+    for p in ROOT.rglob("*"):
+        if p.is_file() and p.suffix in _TEXT_SUFFIXES and not skip & set(p.relative_to(ROOT).parts):
+            yield p
+
+
+def test_official_behaviour_citations_resolve():
+    """Code and docs cite the official behaviour as docs/official_behaviour.md#<anchor> (or, inside that
+    file's neighbours, official_behaviour.md#<anchor>); every cited anchor must exist there."""
+    anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', OFFICIAL_DOC.read_text()))
+    assert len(anchors) > 30
+    cited: dict[str, set[str]] = {}
+    for p in _project_text_files():
+        for anchor in re.findall(r"official_behaviour\.md#([a-z0-9-]+)", p.read_text(errors="replace")):
+            cited.setdefault(anchor, set()).add(str(p.relative_to(ROOT)))
+    assert cited, "nothing cites docs/official_behaviour.md"
+    missing = {a: sorted(files) for a, files in cited.items() if a not in anchors}
+    assert missing == {}
+
+
+def test_no_citations_of_documents_outside_the_repository():
+    """A reader must be able to follow every citation: no "spec G12" / "§5.1" style references."""
+    pattern = re.compile(r"§|\bspec G\d+|\(G\d{1,2}\)|\bspec's\b")
+    offenders = sorted(
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in _project_text_files() if p != Path(__file__).resolve()
+        for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if pattern.search(line)
+    )
+    assert offenders == []

@@ -3,7 +3,8 @@
 Accepted: the official ``.pth`` (a pickle of tensors, loaded with ``weights_only=True`` — never
 arbitrary code), ``.ckpt``/``.pt``/``.bin`` likewise, and ``.safetensors`` (what
 ``python -m unianimate_core.convert`` writes, with the config in its metadata). A top-level
-``state_dict`` wrapper is unwrapped and a ``step`` counter ignored (spec G21). Anything else — a
+``state_dict`` wrapper is unwrapped and a ``step`` counter ignored
+(docs/official_behaviour.md#checkpoint-layout). Anything else — a
 Stable Diffusion checkpoint, a VAE or CLIP file, a truncated download, a pickle that needs code
 execution — fails with a message that names the file, what it is, and what to do.
 """

@@ -3,7 +3,8 @@
 Only the arguments that change the architecture or the numerics are kept; the official
 constructor's unused ones (``y_dim``, ``hist_dim``, fps/sim-mask switches, training-time dropout
 probabilities) are gone. The default is the *effective* official model: the official inference
-merges its yaml into a base config whose ``attn_scales`` is ``[1, 1/2, 1/4]`` (spec G26), so
+merges its yaml into a base config whose ``attn_scales`` is ``[1, 1/2, 1/4]``
+(docs/official_behaviour.md#attn-scales), so
 attention sits at latent scales 1, 1/2, 1/4 — not at the class default ``[1/2, 1/4, 1/8]``.
 """
 from __future__ import annotations

@@ -33,7 +33,8 @@ def test_zero_y_is_not_part_of_the_checkpoint():
 
 
 def test_attention_placement_is_the_effective_official_one():
-    """Transformers at latent scales 1, 1/2, 1/4 (spec G26), none at 1/8 outside the middle block."""
+    """Transformers at latent scales 1, 1/2, 1/4 (docs/official_behaviour.md#attn-scales), none at 1/8
+    outside the middle block."""
     sd = UNetSD_UniAnimate(UNetConfig.full(), device="meta").state_dict()
     assert "input_blocks.1.1.norm.weight" in sd
     assert "input_blocks.10.1.norm.weight" not in sd
@@ -61,7 +62,8 @@ def test_config_roundtrip_json():
 
 
 def test_tiny_model_runs_any_multiple_of_64_and_frame_counts():
-    """Pixel embedders pool to half the *actual* input size (spec G3): no resolution is baked in."""
+    """Pixel embedders pool to half the *actual* input size
+    (docs/official_behaviour.md#pixel-embedder-pool): no resolution is baked in."""
     torch.manual_seed(0)
     m = UNetSD_UniAnimate(UNetConfig.tiny()).eval()
     m.set_zero_y(torch.randn(1, 77, 1024))

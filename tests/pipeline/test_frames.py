@@ -1,4 +1,4 @@
-"""Official frame selection (spec §3.2 step 2), checked against the spec's worked examples."""
+"""Official frame selection (docs/official_behaviour.md#frame-selection), checked against its worked examples."""
 from __future__ import annotations
 
 import pytest
@@ -8,14 +8,14 @@ from unianimate_core.pipeline.frames import select_frames
 
 
 def test_default_demo_selection_matches_spec_example():
-    # spec: 150 poses, interval 2, 32 frames -> 0, 2, ..., 62
+    # official example: 150 poses, interval 2, 32 frames -> 0, 2, ..., 62
     sel = select_frames(150, 32, 2)
     assert sel.indices == tuple(range(0, 63, 2))
     assert sel.num_frames == 32 and sel.official_padding == 0 and sel.stride == 2 and sel.note == ""
 
 
 def test_long_mode_takes_the_whole_clip():
-    # spec: long mode, 150 poses, interval 2 -> 75 frames, 0..148
+    # official example: long mode, 150 poses, interval 2 -> 75 frames, 0..148
     sel = select_frames(150, None, 2)
     assert sel.indices == tuple(range(0, 149, 2)) and sel.num_frames == 75
 

@@ -1,14 +1,18 @@
 """Conditioning preparation shared by the command line and the ComfyUI nodes (plain tensor functions).
 
 Every rule here is the official UniAnimate inference data path (ali-vilab/UniAnimate @ 643c963,
-spec §3.2-3.3), so a result made headless and one made in ComfyUI see identical inputs:
+docs/official_behaviour.md#inference-data-path), so a result made headless and one made in ComfyUI see
+identical inputs:
 
 * all resizes are a PIL bilinear *squash* to ``(W, H)`` (aspect ratio not kept, no crop), done on
   8-bit images, then ``u8 / 255`` as float32 (what ``ToTensor`` does);
 * the CLIP input is the reference squashed to 224 x 224 with PIL bilinear and normalised with the
-  OpenAI CLIP mean/std (G9) - *not* OpenCLIP's or ComfyUI's bicubic + centre-crop preprocessing;
-* pose and first-frame pixels stay in ``[0, 1]`` (G4); the VAE input is ``[-1, 1]``;
-* the reference latent is a posterior **sample** (mean + std * randn) times 0.18215 (G8).
+  OpenAI CLIP mean/std (docs/official_behaviour.md#clip-preprocessing) - *not* OpenCLIP's or ComfyUI's
+  bicubic + centre-crop preprocessing;
+* pose and first-frame pixels stay in ``[0, 1]`` (docs/official_behaviour.md#value-ranges); the VAE input
+  is ``[-1, 1]``;
+* the reference latent is a posterior **sample** (mean + std * randn) times 0.18215
+  (docs/official_behaviour.md#posterior-sample).
 
 Images may be given as PIL images, ``uint8`` arrays ``(H, W, 3)`` or float tensors in ``[0, 1]``
 shaped ``(H, W, 3)`` / ``(N, H, W, 3)`` (ComfyUI's IMAGE layout). Float images are rounded to 8 bit
@@ -114,7 +118,8 @@ def clip_pixels(reference: ImageLike, size: int = CLIP_SIZE) -> torch.Tensor:
 
     This is the form ComfyUI's ``CLIPVisionEncode`` / ``ClipVisionModel.encode_image`` accepts: at
     exactly 224 x 224 ComfyUI skips its own bicubic resize and its 8-bit rounding is a no-op on
-    these values, so it then applies the same mean/std as :func:`clip_input` (spec G9).
+    these values, so it then applies the same mean/std as :func:`clip_input`
+    (docs/official_behaviour.md#clip-preprocessing).
     """
     arr = squash_resize_u8(reference, (size, size))
     return (torch.from_numpy(arr.copy()).to(torch.float32) / 255.0).unsqueeze(0)
@@ -128,7 +133,8 @@ def clip_normalize(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def clip_input(reference: ImageLike, size: int = CLIP_SIZE) -> torch.Tensor:
-    """Official CLIP input of the reference: float32 ``(1, 3, size, size)``, normalised (G9)."""
+    """Official CLIP input of the reference: float32 ``(1, 3, size, size)``, normalised
+    (docs/official_behaviour.md#clip-preprocessing)."""
     return clip_normalize(clip_pixels(reference, size).permute(0, 3, 1, 2))
 
 
@@ -158,7 +164,8 @@ def posterior_sample(moments: torch.Tensor, generator: torch.Generator | None = 
 
 def reference_latent(moments: torch.Tensor, generator: torch.Generator | None = None,
                      scale: float = LATENT_SCALE) -> torch.Tensor:
-    """The official ``randomref`` latent: a posterior sample times 0.18215, ``(B, C, h, w)`` (G8)."""
+    """The official ``randomref`` latent: a posterior sample times 0.18215, ``(B, C, h, w)``
+    (docs/official_behaviour.md#posterior-sample)."""
     return posterior_sample(moments, generator) * scale
 
 
@@ -179,7 +186,7 @@ def check_size(width: int, height: int, multiple: int) -> None:
     """Raise an actionable error unless ``width`` and ``height`` are positive multiples of ``multiple``.
 
     The UNet halves the latent once per level, so pixel sizes must divide by ``8 * 2**(levels - 1)``
-    (64 for the released model, spec G22).
+    (64 for the released model, docs/official_behaviour.md#size-multiple).
     """
     if width <= 0 or height <= 0 or width % multiple or height % multiple:
         def nearest(v: int) -> int:

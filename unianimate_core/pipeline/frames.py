@@ -1,4 +1,5 @@
-"""Which driving frames become generated frames (official frame selection, spec §3.2 step 2).
+"""Which driving frames become generated frames (official frame selection,
+docs/official_behaviour.md#frame-selection).
 
 The official entrances do not simply take every ``frame_interval``-th pose: when the clip is too
 short to cover ``max_frames`` at that interval they silently shrink the stride, and a short clip is
@@ -23,7 +24,8 @@ class FrameSelection:
     Attributes:
         indices: driving-frame indices to use, in order.
         num_frames: frames the model generates (``len(indices)``).
-        official_padding: black-pose frames the official code would append (short mode, G16); not generated.
+        official_padding: black-pose frames the official code would append (short mode,
+        docs/official_behaviour.md#zero-padding); not generated.
         stride: the stride actually used (differs from the requested interval when the clip is short).
         note: a human-readable remark when the selection differs from "every interval-th frame".
     """

@@ -1,6 +1,7 @@
 """Side-by-side preview frames: reference | aligned pose | result (+ an optional burned-in banner).
 
-The official inference saves its result next to the condition panels (spec §3.5); this is the same
+The official inference saves its result next to the condition panels
+(docs/official_behaviour.md#output-saving); this is the same
 idea for people checking a run at a glance: was the reference read right, did the poses align, what
 came out. A banner is burned into every frame when the result must not be mistaken for a real one
 (the random-weight installation check).

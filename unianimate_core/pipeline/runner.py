@@ -1,6 +1,7 @@
 """One headless UniAnimate run: reference photo + driving clip -> mp4 (+ side-by-side preview).
 
-Data path (official inference, spec §3): select frames -> poses (extract, align, render) -> CLIP
+Data path (official inference, docs/official_behaviour.md#inference-data-path): select frames -> poses
+(extract, align, render) -> CLIP
 embedding of the reference (224 squash) and the empty-prompt context -> VAE posterior *sample* of
 the reference x 0.18215 -> conditions -> DDIM with guidance (short clip, sliding windows or
 first-frame continuation) -> VAE decode -> 8-bit frames -> mp4.

@@ -1,7 +1,8 @@
 """CLIP and VAE outside ComfyUI, from well-kept libraries (the optional ``standalone`` extra).
 
 * :class:`OpenClipEncoder` - OpenCLIP's ViT-H-14 (``open-clip-torch``): ``encode_image`` for the
-  reference embedding (un-normalised, spec §4.1) and the empty-prompt context ``zero_y`` (text tower
+  reference embedding (un-normalised, docs/official_behaviour.md#clip-image-embedding) and the empty-prompt
+  context ``zero_y`` (text tower
   on "" -> every block but the last -> ``ln_final``). Weights: the official
   ``open_clip_pytorch_model.bin`` (text + vision), a ComfyUI/HF-layout ``clip_vision_h`` file
   (vision only; converted here), and the text tower of the SD 2.1 checkpoint
@@ -229,7 +230,8 @@ class OpenClipEncoder:
         """``zero_y``: the text tower on "" up to the penultimate block, then ``ln_final`` -> (1, 77, 1024) for ViT-H-14.
 
         The blocks are called one by one in the layout the installed OpenCLIP uses (``batch_first``
-        since 2.26, sequence-first before), which is what broke the official code on new versions (G23).
+        since 2.26, sequence-first before), which is what broke the official code on new versions
+        (docs/official_behaviour.md#open-clip-text).
         """
         if not self.has_text:
             raise PipelineError(

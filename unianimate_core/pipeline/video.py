@@ -6,7 +6,8 @@ images (sorted by name, e.g. a pose folder of the official layout). Writing uses
 encoder (``yuv420p`` so every player opens it).
 
 Float frames become 8-bit either by rounding (the default here: unbiased, at most 0.5/255 off) or
-by truncation (``astype(uint8)``, what the official code (spec G24) and ComfyUI's savers do; about
+by truncation (``astype(uint8)``, what the official code (docs/official_behaviour.md#uint8-truncation) and
+ComfyUI's savers do; about
 0.5/255 darker on average). Choose with ``to_uint8(..., mode=)`` / ``--uint8``.
 """
 from __future__ import annotations
@@ -200,7 +201,7 @@ def to_uint8(frames: torch.Tensor | np.ndarray, mode: Rounding = "round") -> np.
     """Float frames in [0, 1] (``(N, H, W, 3)`` or ``(N, 3, H, W)`` tensor) -> uint8 ``(N, H, W, 3)``.
 
     ``mode="round"``: nearest 8-bit level. ``mode="truncate"``: ``astype(uint8)`` of ``x * 255``
-    (official, spec G24, and ComfyUI's savers).
+    (official, docs/official_behaviour.md#uint8-truncation, and ComfyUI's savers).
     """
     if isinstance(frames, torch.Tensor):
         x = frames.detach().to("cpu", torch.float32)

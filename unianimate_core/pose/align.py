@@ -1,7 +1,7 @@
 """Pose alignment: rescale a driving skeleton to the reference person's body.
 
 The official algorithm (the official UniAnimate code, ali-vilab/UniAnimate @ 643c963,
-``run_align_pose.py``; spec §6), in normalised coordinates:
+``run_align_pose.py``; docs/official_behaviour.md#pose-alignment), in normalised coordinates:
 
 1. global scale from the *calibration* frame (the official code always uses frame 0):
    ``x_ratio`` = reference shoulder width / driving shoulder width, ``y_ratio`` = reference

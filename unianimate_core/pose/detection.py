@@ -1,8 +1,9 @@
 """YOLOX-L person detector: letterbox pre-processing, grid decoding and NMS (numpy + OpenCV).
 
 Reproduces the pre/post-processing the official UniAnimate code (ali-vilab/UniAnimate @ 643c963)
-wraps around ``yolox_l.onnx`` (spec §5.1), including its details that change results: the image is
-fed **BGR** and un-normalised (G18), the box IoU uses the "+1 pixel" convention, NMS runs after the
+wraps around ``yolox_l.onnx`` (docs/official_behaviour.md#dwpose-detector), including its details that
+change results: the image is
+fed **BGR** and un-normalised (same page, #dwpose-bgr), the box IoU uses the "+1 pixel" convention, NMS runs after the
 boxes were divided by the letterbox ratio, and only class 0 (person) with score > 0.3 survives.
 """
 from __future__ import annotations

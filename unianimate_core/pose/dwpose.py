@@ -132,7 +132,8 @@ class DWPoseEstimator:
     def wholebody(self, image: Any, max_people: int | None = None) -> WholebodyResult:
         """Detector + pose model on one image (RGB, see :func:`to_rgb_uint8`)."""
         rgb = to_rgb_uint8(image)
-        bgr = np.ascontiguousarray(rgb[..., ::-1])  # both official models were fed BGR (G18)
+        # both official models were fed BGR (docs/official_behaviour.md#dwpose-bgr)
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
         height, width = bgr.shape[:2]
         boxes = self.detect_boxes(bgr)
         if max_people is not None:

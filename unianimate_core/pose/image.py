@@ -58,7 +58,8 @@ def swap_red_blue(images: Any) -> Any:
     """Swap the first and third channel of (..., 3) images (numpy array or torch tensor).
 
     Pose images drawn in standard OpenPose colours (e.g. by controlnet_aux) have R and B the other
-    way round from what UniAnimate was trained on (spec G19); this converts between the two.
+    way round from what UniAnimate was trained on (docs/official_behaviour.md#pose-colours); this converts
+    between the two.
     """
     shape = getattr(images, "shape", None)
     if shape is None or len(shape) < 1 or shape[-1] != 3:

@@ -183,7 +183,7 @@ def wholebody_from_coco133(
 
     ``keypoints`` (N, 133, 2) pixels, ``scores`` (N, 133) -> ((N, 134, 2), (N, 134)).
     The neck is the mean of the two shoulders (COCO 5, 6); its score is **binary**: 1 when both
-    shoulders score above ``neck_threshold``, else 0 (spec G18).
+    shoulders score above ``neck_threshold``, else 0 (docs/official_behaviour.md#dwpose-bgr).
     """
     kps = np.asarray(keypoints, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64)

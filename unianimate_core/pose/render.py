@@ -2,7 +2,8 @@
 
 The official UniAnimate code (ali-vilab/UniAnimate @ 643c963) draws body + feet + hands (no face)
 on a black 512x768 canvas with OpenCV and saves it with ``cv2.imwrite``, which swaps R and B
-(spec §5.5, G19). The model only ever saw those swapped colours, so the default here is
+(docs/official_behaviour.md#pose-drawing and #pose-colours). The model only ever saw those swapped colours,
+so the default here is
 ``colors="unianimate"`` (the swapped, trained look); ``colors="openpose"`` gives the colour lists
 as written (the standard OpenPose look other packs produce).
 

@@ -1,9 +1,10 @@
 """Whole-body pose model (``dw-ll_ucoco_384.onnx``, RTMPose/SimCC) pre- and post-processing.
 
-Reproduces the official UniAnimate code's top-down crop and SimCC decoding (spec §5.2): the box is
+Reproduces the official UniAnimate code's top-down crop and SimCC decoding
+(docs/official_behaviour.md#dwpose-pose-model): the box is
 padded by 1.25 and fixed to the model's 3:4 aspect, the crop is an affine warp built from three
 float32 point pairs (so the matrix carries float32 rounding), pixels are normalised with the RGB
-ImageNet mean/std applied to **BGR** channels (G18), and the keypoint of each SimCC row pair is the
+ImageNet mean/std applied to **BGR** channels (same page, #dwpose-bgr), and the keypoint of each SimCC row pair is the
 argmax with score min(max_x, max_y) (<= 0 -> location -1).
 """
 from __future__ import annotations

@@ -101,7 +101,8 @@ def lora_targets(unet: nn.Module, targets: list[str]) -> list[str]:
 
     ``attention``: q/k/v/out of every spatial and temporal transformer; ``spatial_attention`` /
     ``temporal_attention``: of one kind only; ``cross_attention``: the spatial transformers'
-    ``attn2`` (the temporal ``attn2`` is a second self-attention, spec G12); ``feedforward``: the
+    ``attn2`` (the temporal ``attn2`` is a second self-attention, docs/official_behaviour.md#temporal-attention);
+    ``feedforward``: the
     transformers' GEGLU and output projections; ``regex:P``: names that fully match P.
     """
     owners = {name: ("spatial" if isinstance(m, SpatialTransformer) else "temporal")

@@ -1,7 +1,8 @@
 """The training objective: v-prediction MSE on the zero-terminal-SNR schedule, condition dropping,
 and the two Mamba distillation targets.
 
-Recipe (spec §1.5, paper §1 and §4; what is unknown is chosen and documented in docs/training.md):
+Recipe (docs/official_behaviour.md#condition-drops and #schedule, and the UniAnimate paper, arXiv 2406.01188;
+what is unknown is chosen and documented in docs/training.md):
 
 * ``x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise`` with the official schedule (``NoiseSchedule.unianimate``:
   linear_sd 0.00085..0.012, 1000 steps, zero terminal SNR) and offset noise in ``noise``;

@@ -60,7 +60,8 @@ class AdapterFeedForward(nn.Module):
 class FrameAdapter(nn.Module):
     """The small transformer after each embedder (official ``Transformer_v2``), attending over frames.
 
-    Per layer: ``x += attn(LN(x))`` then ``x += ff(x)`` — the feed-forward has **no** pre-norm (G13).
+    Per layer: ``x += attn(LN(x))`` then ``x += ff(x)`` — the feed-forward has **no** pre-norm
+    (docs/official_behaviour.md#adapter-transformer).
     Keys: ``layers.{i}.0.{norm,fn.*}``, ``layers.{i}.1.net.*``.
     Shapes: (N, S, dim) -> (N, S, dim) with N = B*h*w sequences of S frames.
     """

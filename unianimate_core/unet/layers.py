@@ -32,7 +32,7 @@ def run_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of raw integer timesteps, **cos first** (spec G25).
+    """Sinusoidal embedding of raw integer timesteps, **cos first** (docs/official_behaviour.md#timestep-embedding).
 
     Shapes: t (B,) -> (B, dim). ``t`` is not rescaled (0..999).
     """
@@ -50,7 +50,8 @@ class HalfResolutionPool(nn.Module):
     """Average-pool to half the input's height and width.
 
     The official embedders bake ``AdaptiveAvgPool2d((H//2, W//2))`` of the *configured* resolution
-    into the module (spec G3), so any other input size was silently resampled. Pooling to half the
+    into the module (docs/official_behaviour.md#pixel-embedder-pool), so any other input size was silently
+    resampled. Pooling to half the
     actual input size is identical for the configured size and correct for every other size.
     """
 

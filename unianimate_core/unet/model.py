@@ -3,7 +3,7 @@
 The reference image enters three ways: its CLIP-H embedding becomes 4 context tokens, its VAE latent
 (plus the embedded reference pose) becomes an extra leading *frame* (the "reference slot"), and —
 in first-frame mode — its pixels are embedded for every frame next to the target poses. The trunk
-therefore always runs F + 1 frames and the output drops frame 0 (spec G1).
+therefore always runs F + 1 frames and the output drops frame 0 (docs/official_behaviour.md#ref-frame).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ class TemporalConvBlock(nn.Module):
     """Four GroupNorm -> SiLU -> Conv3d((3,1,1)) stages with a residual.
 
     Keys (official, typo kept): ``conv1.{0,2}``, ``conv{2,3,4}.{0,3}``. The GroupNorms see 5-D
-    tensors, so their statistics span all frames of a sample (spec G1).
+    tensors, so their statistics span all frames of a sample (docs/official_behaviour.md#ref-frame).
 
     Shapes: (B, C, F, h, w) -> (B, C, F, h, w).
     """

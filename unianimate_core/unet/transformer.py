@@ -74,7 +74,8 @@ class BasicTransformerBlock(nn.Module):
     """Self-attention, (cross-)attention, GEGLU feed-forward, each pre-LayerNorm with a residual.
 
     Registration order (attn1, ff, attn2, norm1..3) matches the official state-dict order.
-    With ``context=None`` the second attention is a second self-attention (temporal layers, G12).
+    With ``context=None`` the second attention is a second self-attention (temporal layers,
+    docs/official_behaviour.md#temporal-attention).
     """
 
     def __init__(
@@ -142,7 +143,8 @@ class SpatialTransformer(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    """Attention across the frames at each spatial position; no positional encoding (G12).
+    """Attention across the frames at each spatial position; no positional encoding
+    (docs/official_behaviour.md#temporal-attention).
 
     Keys: ``norm`` (GroupNorm over the whole 5-D sample, eps 1e-6), ``proj_in``/``proj_out`` (Conv1d
     k=1), ``transformer_blocks.0`` whose two attentions are both self-attention.
