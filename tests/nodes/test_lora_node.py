@@ -58,3 +58,24 @@ def test_a_lora_for_another_model_is_refused_by_name(host, loaded):
     save_file({"out.2.weight": torch.zeros(4, 32, 3, 3)}, str(full))
     with pytest.raises(host.pack.unianimate_core.errors.CheckpointError, match="no LoRA weights"):
         node.execute(model=loaded, lora_name=full.name, strength=1.0)
+
+
+def test_a_trained_mamba_export_loads_in_load_unianimate_model(host, tiny_ckpt, tiny_zero_y, tmp_path):
+    """What the trainer writes for mode mamba (a whole UNet with Mamba temporal layers and its config in the
+    metadata) is recognised by the loader node as a Mamba model."""
+    from importlib import import_module
+
+    config = import_module(f"{host.pack.__name__}.unianimate_core.train.config")
+    modes = import_module(f"{host.pack.__name__}.unianimate_core.train.modes")
+    checkpoints = import_module(f"{host.pack.__name__}.unianimate_core.train.checkpoints")
+    cfg = config.parse_config({"output_dir": str(tmp_path / "o"), "data": {"videos": str(tmp_path)},
+                               "model": {"init": str(tiny_ckpt)}, "mode": {"kind": "mamba", "mamba": {"source": "scratch"}}})
+    built = modes.build_train_model(cfg, tiny_zero_y)
+    tensors, meta = built.export()
+    path = host.models / "unianimate" / "unianimate_tiny_mamba.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoints.save_export(path, tensors, meta, torch.float16)
+    np.save(path.parent / ZERO_Y_NAME, tiny_zero_y.numpy())
+    model = host.node_classes()["LoadUniAnimateModel"].execute(model_name=path.name, weight_dtype="auto").result[0]
+    assert model.config.temporal == "mamba"
+    assert any(k.endswith("A_log") for k in model.unet.state_dict())
