@@ -125,3 +125,11 @@ def test_a_checkpoint_of_another_run_is_not_resumed(videos, shared_cache, tmp_pa
     longer = train(parse_config(base_config(videos, out, shared_cache, train={"steps": 5, "threads": 1})),
                    log=lambda m: None)
     assert longer.step == 5 and sorted(_losses(out)) == [1, 2, 3, 4, 5]
+
+
+def test_a_size_the_model_cannot_take_fails_before_data_preparation(videos, tmp_path):
+    cfg = parse_config(base_config(videos, tmp_path / "out", data={"videos": str(videos), "width": 96, "height": 64,
+                                                                    "frames": 4}))
+    with pytest.raises(TrainError, match=r"96x64 must be multiples of 64.*e\.g\. 128x64"):
+        train(cfg, log=lambda m: None)
+    assert not (tmp_path / "out" / "cache" / "videos").exists()

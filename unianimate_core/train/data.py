@@ -188,9 +188,11 @@ def fit_image(image: np.ndarray, width: int, height: int, mode: str) -> np.ndarr
     that covers the target; ``pad`` resamples the source into the whole-pixel part of its exact
     target rectangle and leaves black borders (at most one pixel of image is lost at a fractional edge).
     """
+    sh, sw = image.shape[:2]
+    if (sw, sh) == (width, height):
+        return np.ascontiguousarray(image)  # every mode is the identity: no resampling
     if mode == "stretch":
         return squash_resize_u8(image, (width, height))
-    sh, sw = image.shape[:2]
     sx, sy, ox, oy = fit_geometry((sw, sh), (width, height), mode)  # type: ignore[arg-type]
     src = Image.fromarray(np.ascontiguousarray(image))
     if mode == "crop":
