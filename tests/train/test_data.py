@@ -219,3 +219,17 @@ def test_missing_extractor_is_fatal_only_when_nothing_has_sidecars(tmp_path, mon
     (folder / "with.json").unlink()
     with pytest.raises(DataError, match="no pose extractor"):
         prepare_data(discover_videos(folder), tmp_path / "c", GEO, "auto", [], _encoders(tmp_path / "c"), "fp32", 4, 0)
+
+
+def test_underscore_reference_sidecars_are_found_and_never_videos(tmp_path):
+    """The world exporter's layout: clip_00000.mp4, clip_00000.json, clip_00000_ref.png, clip_00000_ref.json."""
+    make_video(tmp_path, "clip_00000", 5, kind="mp4")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "clip_00000_ref.webp")
+    (tmp_path / "clip_00000_ref.json").write_text("[]")
+    (tmp_path / "index.json").write_text("{}")
+    found = discover_videos(tmp_path)
+    assert [s.name for s in found] == ["clip_00000.mp4"]
+    assert found[0].reference_image.name == "clip_00000_ref.webp"
+    assert found[0].reference_pose_file.name == "clip_00000_ref.json"

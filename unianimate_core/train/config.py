@@ -97,9 +97,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EncodersConfig:
-    kind: Literal["standalone", "tiny"] = opt(
+    kind: Literal["standalone", "toyworld", "tiny"] = opt(
         "standalone", "`standalone`: OpenCLIP ViT-H-14 + the SD 2.1 VAE from model files (the real pipeline, extra "
-                      "`standalone`); `tiny`: seeded random stand-ins (tests and plumbing checks only).")
+                      "`standalone`); `toyworld`: the synthetic world's exact block codec and CLIP stand-in "
+                      "(docs/observatory.md); `tiny`: seeded random stand-ins (tests and plumbing checks only).")
     models: list[str] = opt([], "Folders searched for open_clip_pytorch_model.bin and v2-1_512-ema-pruned.ckpt.")
     clip: Optional[str] = opt(None, "Explicit OpenCLIP file (overrides the search).")
     vae: Optional[str] = opt(None, "Explicit SD 2.1 checkpoint / VAE file (overrides the search).")

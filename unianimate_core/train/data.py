@@ -219,44 +219,49 @@ class VideoSource:
     reference_pose_file: Optional[Path] = None
 
 
+REFERENCE_TAGS = (".ref", "_ref")
+
+
 def _sidecar(base: Path, suffixes: Sequence[str]) -> Optional[Path]:
-    for s in suffixes:
-        for candidate in (base.with_name(base.name + s), base.with_name(base.name + s.upper())):
-            if candidate.is_file():
-                return candidate
+    for tag in REFERENCE_TAGS:
+        for s in suffixes:
+            for candidate in (base.with_name(base.name + tag + s), base.with_name(base.name + tag + s.upper())):
+                if candidate.is_file():
+                    return candidate
     return None
 
 
 def discover_videos(folder: Path) -> list[VideoSource]:
     """Every video file, animated image and image folder directly inside ``folder``, with sidecars.
 
-    Sidecars of ``dance.mp4``: ``dance.json`` (poses), ``dance.ref.png|jpg|jpeg|webp`` (reference
-    image) and ``dance.ref.json`` (its pose). Files that are sidecars are not videos themselves.
+    Sidecars of ``dance.mp4``: ``dance.json`` (poses), ``dance.ref.png|jpg|jpeg|webp`` or
+    ``dance_ref.png|...`` (reference image) and ``dance.ref.json`` / ``dance_ref.json`` (its pose).
+    Files that are sidecars are never videos themselves.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"data.videos {folder} is not a folder; put the training videos in one folder and give its path.")
     entries = sorted(folder.iterdir())
-    ref_images = {p for p in entries if p.is_file() and p.stem.endswith(".ref") and p.suffix.lower() in REFERENCE_SUFFIXES}
-    out = []
+    candidates: list[tuple[Path, Path]] = []
     for p in entries:
-        if p.name.startswith(".") or p in ref_images:
+        if p.name.startswith("."):
             continue
         suffix = p.suffix.lower()
         if p.is_dir():
             if not any(c.is_file() and c.suffix.lower() in IMAGE_EXTENSIONS for c in p.iterdir()):
                 continue
-            base = p.with_suffix("") if suffix else p
+            candidates.append((p, p.with_suffix("") if suffix else p))
         elif suffix in VIDEO_EXTENSIONS or suffix in (ANIMATED_IMAGE_EXTENSIONS - {".png"}):
-            base = p.with_suffix("")
-        else:
-            continue
+            candidates.append((p, p.with_suffix("")))
+    out = []
+    sidecars: set[Path] = set()
+    for p, base in candidates:
         pose = base.with_name(base.name + ".json")
-        ref_pose = base.with_name(base.name + ".ref.json")
-        out.append(VideoSource(p.name, p, pose if pose.is_file() else None,
-                               _sidecar(base, [f".ref{s}" for s in REFERENCE_SUFFIXES]),
-                               ref_pose if ref_pose.is_file() else None))
-    return out
+        ref = _sidecar(base, REFERENCE_SUFFIXES)
+        ref_pose = _sidecar(base, (".json",))
+        sidecars |= {x for x in (ref, ref_pose) if x is not None}
+        out.append(VideoSource(p.name, p, pose if pose.is_file() else None, ref, ref_pose))
+    return [v for v in out if v.path not in sidecars]
 
 
 # ------------------------------------------------------------------------------------------ poses

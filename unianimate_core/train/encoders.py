@@ -49,6 +49,15 @@ def build_encoders(cfg: EncodersConfig, device: torch.device, cache: Path) -> Tr
         return TrainEncoders(vae, clip, clip.empty_context().float().cpu(), _module_id("tiny-vae", vae),
                              _module_id("tiny-clip", clip), device, True,
                              "tiny random VAE/CLIP stand-ins (plumbing only: decoded images are noise)")
+    if cfg.kind == "toyworld":
+        try:
+            from ..toyworld import ToyImageEncoder, load_toy_codec
+        except ImportError as exc:
+            raise TrainError(f"encoders.kind = toyworld needs unianimate_core.toyworld ({exc}).") from exc
+        vae, clip = load_toy_codec(device), ToyImageEncoder(cfg.seed).to(device)
+        return TrainEncoders(vae, clip, clip.empty_context().float().cpu(), _module_id("toyworld-codec", vae),
+                             _module_id("toyworld-clip", clip), device, False,
+                             "synthetic-world block codec + CLIP stand-in")
     return _standalone(cfg, device, cache)
 
 
