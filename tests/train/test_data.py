@@ -233,3 +233,24 @@ def test_underscore_reference_sidecars_are_found_and_never_videos(tmp_path):
     assert [s.name for s in found] == ["clip_00000.mp4"]
     assert found[0].reference_image.name == "clip_00000_ref.webp"
     assert found[0].reference_pose_file.name == "clip_00000_ref.json"
+
+
+def test_a_separate_validation_folder_holds_the_validation_videos(videos, shared_cache, tmp_path):
+    from unianimate_core.train.config import parse_config
+    from unianimate_core.train.trainer import train
+    from tests.train.conftest import base_config
+
+    val = tmp_path / "val"
+    make_video(val, "held_out", 8, seed=42)
+    make_video(val, "too_short", 2, seed=43)
+    out = tmp_path / "out"
+    cfg = parse_config(base_config(videos, out, shared_cache, data={"videos": str(videos), "width": 64, "height": 64,
+                                                                    "frames": 4, "frame_stride": 1,
+                                                                    "validation_dir": str(val)},
+                                   train={"steps": 1, "threads": 1}, validation={"at_end": True, "samples": 1}))
+    result = train(cfg, log=lambda m: None)
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["validation"] == ["held_out"] and len(report["used"]) == 4
+    assert report["skipped"] == [{"video": "validation/too_short", "reason": "too_short",
+                                  "detail": "2 frames after the stride of 1, a clip needs 4"}]
+    assert len(result.val_losses) == 1

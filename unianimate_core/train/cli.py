@@ -41,8 +41,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg)
     if result.interrupted:
         return result.exit_code
-    print(f"trained {result.step} steps in {result.seconds:.0f} s ({result.steps_per_second:.2f} steps/s); "
-          + ", ".join(str(p) for p in result.exports))
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
+        print(f"trained {result.step} steps in {result.seconds:.0f} s ({result.steps_per_second:.2f} steps/s); "
+              + ", ".join(str(p) for p in result.exports))
     return 0
 
 

@@ -77,7 +77,10 @@ class DataConfig:
     max_missing_poses: int = opt(2, "A clip may contain at most this many frames without a detected person "
                                     "(their pose image is black); clips with more are never drawn.", min=0)
     validation_videos: int = opt(1, "Videos held out for validation (the first ones in content-hash order, so the "
-                                    "choice does not depend on file names); 0 = none.", min=0)
+                                    "choice does not depend on file names); 0 = none. Ignored with "
+                                    "`validation_dir`.", min=0)
+    validation_dir: Optional[str] = opt(None, "A separate folder of validation videos (same layout as `videos`); "
+                                              "then every video of `videos` trains.")
     latent_dtype: Literal["fp32", "fp16"] = opt("fp32", "Storage of the cached VAE posterior moments (fp16 halves "
                                                         "the disk use; ~1e-3 relative rounding).")
     encode_batch: int = opt(8, "Frames per VAE/CLIP call while preparing.", min=1)
@@ -272,7 +275,7 @@ class TrainConfig:
 DEFAULT_LR = {"full": 2e-5, "temporal": 5e-5, "mamba": 1e-4, "lora": 1e-4}
 LORA_TARGET_PRESETS = ("attention", "spatial_attention", "temporal_attention", "cross_attention", "feedforward")
 
-PATH_KEYS = ("output_dir", "data.videos", "data.cache_dir", "model.init", "encoders.clip", "encoders.vae")
+PATH_KEYS = ("output_dir", "data.videos", "data.validation_dir", "data.cache_dir", "model.init", "encoders.clip", "encoders.vae")
 PATH_LIST_KEYS = ("data.pose_models", "encoders.models")
 
 
@@ -525,7 +528,7 @@ def _cross_checks(cfg: TrainConfig) -> None:
     if cfg.train.frozen_dtype in ("bf16", "fp16") and cfg.train.precision == "fp32":
         raise _fail("train.frozen_dtype", f"{cfg.train.frozen_dtype} weights need autocast: set train.precision to "
                                           "bf16 or fp16 as well, or frozen_dtype to fp32.")
-    if cfg.validation.every and cfg.data.validation_videos == 0:
+    if cfg.validation.every and cfg.data.validation_videos == 0 and not cfg.data.validation_dir:
         raise _fail("validation.every", "validation needs held-out videos: set data.validation_videos >= 1, or "
                                         "validation.every = 0.")
 

@@ -36,7 +36,7 @@ from .runtime import Distributed, StopRequest, check_free_space, check_writable,
 
 RUN_FINGERPRINT_KEYS = ("seed", "mode", "model", "objective")
 DATA_FINGERPRINT_KEYS = ("width", "height", "frames", "frame_stride", "fit", "reference", "reference_image",
-                         "max_missing_poses", "validation_videos", "poses")
+                         "max_missing_poses", "validation_videos", "validation_dir", "poses")
 VALIDATION_STREAM = 7919  # seed offset of the fixed validation samples
 
 
@@ -196,14 +196,24 @@ class Trainer:
             if bar is not None:
                 bar.update(done - bar.done, name[:40])
 
-        args = (sources, cfg.cache, geo, d.poses, d.pose_models, encoders, d.latent_dtype, d.encode_batch,
-                d.validation_videos)
+        held_out = 0 if d.validation_dir else d.validation_videos
+        args = (sources, cfg.cache, geo, d.poses, d.pose_models, encoders, d.latent_dtype, d.encode_batch, held_out)
         prepared = prepare_data(*args, rank=self.dist.rank, world=self.dist.world, progress=progress)
+        extra = None
+        if d.validation_dir:
+            val_args = (discover_videos(Path(d.validation_dir)),) + args[1:-1] + (0,)
+            extra = prepare_data(*val_args, rank=self.dist.rank, world=self.dist.world)
         if bar is not None:
             bar.close()
         if self.dist.enabled:  # everyone reads what the others prepared
             self.dist.barrier()
             prepared = prepare_data(*args, rank=self.dist.rank, world=self.dist.world)
+            if d.validation_dir:
+                extra = prepare_data(*val_args, rank=self.dist.rank, world=self.dist.world)
+        if extra is not None:
+            prepared.validation = extra.train
+            prepared.report.videos_found += extra.report.videos_found
+            prepared.report.skipped += [{**s, "video": f"validation/{s['video']}"} for s in extra.report.skipped]
         settings = SampleSettings.from_config(d, cfg.objective)
         train = ClipDataset(prepared.train, settings, cfg.seed)
         val = ClipDataset(prepared.validation, settings, cfg.seed + VALIDATION_STREAM, with_frames=True)
