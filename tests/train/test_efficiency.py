@@ -89,3 +89,16 @@ def test_cli_keys_check_and_a_bad_key_is_one_line(tmp_path):
     cfg.write_text(json.dumps({"output_dir": "o", "data": {"videos": "v"}}))
     check = _cli(str(cfg), "--check", "--set", "optim.lr=3e-5")
     assert check.returncode == 0 and json.loads(check.stdout)["optim"]["lr"] == 3e-5
+
+
+def test_dataloader_workers_give_the_same_samples(videos, shared_cache, tmp_path):
+    """Samples are a function of (seed, index): loading them in worker processes changes nothing."""
+    losses = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        train(parse_config(base_config(videos, out, shared_cache, train={"steps": 2, "threads": 1},
+                                       data={"videos": str(videos), "width": 64, "height": 64, "frames": 4,
+                                             "frame_stride": 1, "validation_videos": 1, "num_workers": workers})),
+              log=lambda m: None)
+        losses[workers] = _losses(out)
+    assert losses[0] == losses[2]
