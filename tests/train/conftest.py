@@ -29,6 +29,21 @@ def videos(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def world_videos(tmp_path_factory) -> tuple[Path, Path]:
+    """Synthetic-world clips exported by the world's own exporter: 8 training clips and 2 clips of the
+    validation split (other characters and motions), 64 x 64, 8 frames, with POSE_KEYPOINT and reference sidecars."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("world")
+    for split, count in (("train", 8), ("val", 2)):
+        subprocess.run([sys.executable, "-m", "unianimate_core.toyworld", "export", "--out", str(root / split),
+                        "--split", split, "--clips", str(count), "--width", "64", "--height", "64", "--frames", "8"],
+                       check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
+    return root / "train", root / "val"
+
+
+@pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One data cache for every test of the session (content-addressed, so sharing is safe)."""
     return tmp_path_factory.mktemp("cache")

@@ -1,5 +1,7 @@
-"""Every training mode on the tiny config: the validation loss goes down, and what is exported loads in
-the project's loader (a Mamba export is recognised as Mamba) and samples; a LoRA applies."""
+"""Every training mode on the tiny config, on clips of the synthetic world (exported by the world's own
+exporter; its exact block codec and CLIP stand-in as VAE and CLIP): the loss on held-out clips of the
+world's validation split (other characters and motions) goes down, and what is exported loads in the
+project's loader (a Mamba export is recognised as Mamba) and samples; a LoRA applies."""
 from __future__ import annotations
 
 import pytest
@@ -22,9 +24,13 @@ MODES = {
     "mamba_distill_layers": {"kind": "mamba", "mamba": {"source": "distill", "distill": "layers"}},
     "mamba_distill_output": {"kind": "mamba", "mamba": {"source": "distill", "distill": "output"}},
 }
-#: Minimum relative drop of the validation loss (fixed held-out samples) after 20 steps. Measured drops on
-#: this data are 20-50 % (mamba from scratch, the weakest, about 10 %); 3 % leaves room for platform
-#: differences in the float rounding of the trajectory while still failing for a trainer that does not learn.
+#: Learning rates of the short runs: the adapter-only modes start from an identity (LoRA B = 0, Mamba
+#: out projections = 0) and need larger steps to move in 20 steps.
+LR = {"lora": 5e-3, "mamba_scratch": 3e-3}
+#: Minimum relative drop of the validation loss (8 fixed samples of the validation split) after 20 steps.
+#: Measured: full 23 %, temporal 17 %, LoRA 16 %, Mamba from scratch 6.9 %, layer distillation 10.7 %, output
+#: distillation 5.2 %; 3 % leaves room for platform differences in the float rounding of the trajectory while
+#: still failing for a trainer that does not learn (a frozen model changes it by exactly 0).
 MIN_DROP = 0.03
 
 
@@ -38,9 +44,13 @@ def _sample(model, f=4):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODES))
-def test_mode_learns_exports_and_the_export_loads(name, videos, shared_cache, tmp_path):
+def test_mode_learns_exports_and_the_export_loads(name, world_videos, shared_cache, tmp_path):
     out = tmp_path / name
-    cfg = parse_config(base_config(videos, out, shared_cache, mode=MODES[name],
+    train_dir, val_dir = world_videos
+    cfg = parse_config(base_config(train_dir, out, shared_cache, mode=MODES[name], encoders={"kind": "toyworld"},
+                                   data={"videos": str(train_dir), "validation_dir": str(val_dir), "width": 64,
+                                         "height": 64, "frames": 4, "frame_stride": 1},
+                                   optim={"lr": LR.get(name, 1e-3)},
                                    train={"steps": 20, "threads": 1}, checkpoint={"every": 20},
                                    validation={"at_start": True, "at_end": True, "samples": 8, "render": False}))
     result = train(cfg, log=lambda m: None)
