@@ -74,6 +74,14 @@ def base_config(videos: Path, out: Path, cache: Path | None = None, **sections: 
     return cfg
 
 
+def world_config(world_videos: tuple[Path, Path], out: Path, cache: Path | None = None, **sections: Any) -> dict[str, Any]:
+    """base_config on the synthetic world's clips with its codec and CLIP stand-in."""
+    train_dir, val_dir = world_videos
+    data = {"videos": str(train_dir), "validation_dir": str(val_dir), "width": 64, "height": 64, "frames": 4,
+            "frame_stride": 1, **sections.pop("data", {})}
+    return base_config(train_dir, out, cache, encoders={"kind": "toyworld"}, data=data, **sections)
+
+
 def write_config(cfg: dict[str, Any], path: Path) -> Path:
     path.write_text(json.dumps(cfg, indent=1))
     return path

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.conftest import base_config, read_log, write_config
+from tests.train.conftest import read_log, world_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LR = 1e-4
@@ -39,15 +39,15 @@ def _run(cmd: list[str], cfg: Path) -> str:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(videos, shared_cache, tmp_path):
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(world_videos, shared_cache, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun is not installed next to this Python")
     common = dict(optim={"lr": LR}, checkpoint={"every": STEPS})
-    one = write_config(base_config(videos, tmp_path / "one", shared_cache,
+    one = write_config(world_config(world_videos, tmp_path / "one", shared_cache,
                                    train={"steps": STEPS, "batch_size": 1, "grad_accum": 2, "threads": 1},
                                    **common), tmp_path / "one.json")
-    two = write_config(base_config(videos, tmp_path / "two", shared_cache, train={"steps": STEPS, "batch_size": 1, "threads": 1},
+    two = write_config(world_config(world_videos, tmp_path / "two", shared_cache, train={"steps": STEPS, "batch_size": 1, "threads": 1},
                                    **common), tmp_path / "two.json")
     (tmp_path / "one.out").write_text(_run([sys.executable], one))
     out = _run([torchrun, "--standalone", "--nproc_per_node", "2"], two)

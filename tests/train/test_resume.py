@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from unianimate_core.train.config import parse_config
 from unianimate_core.train.errors import TrainError
 from unianimate_core.train.trainer import train
-from tests.train.conftest import base_config, read_log, write_config
+from tests.train.conftest import base_config, read_log, world_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Resumed losses must equal the uninterrupted ones to 1e-6 relative (~8 float32 ulps). Both runs use the
@@ -50,10 +50,10 @@ def _losses(out: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_and_resume_reproduces_the_uninterrupted_curve(videos, shared_cache, tmp_path):
+def test_sigkill_mid_run_and_resume_reproduces_the_uninterrupted_curve(world_videos, shared_cache, tmp_path):
     sections = dict(train={"steps": 10, "threads": 1}, checkpoint={"every": 4})
-    ref_cfg = write_config(base_config(videos, tmp_path / "ref", shared_cache, **sections), tmp_path / "ref.json")
-    cut_cfg = write_config(base_config(videos, tmp_path / "cut", shared_cache, **sections), tmp_path / "cut.json")
+    ref_cfg = write_config(world_config(world_videos, tmp_path / "ref", shared_cache, **sections), tmp_path / "ref.json")
+    cut_cfg = write_config(world_config(world_videos, tmp_path / "cut", shared_cache, **sections), tmp_path / "cut.json")
     ref = _spawn(ref_cfg)
     assert ref.wait(timeout=600) == 0, ref.stdout.read()
 
