@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.tiny_unet import tiny_checkpoint_path
 from tests.train.conftest import read_log, world_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(world_v
     assert all(abs(a - b) <= LOSS_RTOL * abs(a) for a, b in zip(la, lb)), (la, lb)
     ckpt = f"checkpoints/step_{STEPS:07d}/trainable.safetensors"
     wa, wb = load_file(str(tmp_path / "one" / ckpt)), load_file(str(tmp_path / "two" / ckpt))
-    init = load_file(str(ROOT / "tests" / ".cache" / "unet_tiny.safetensors"))
+    init = load_file(str(tiny_checkpoint_path()))
     assert set(wa) == set(wb)
     moved = max(float((wa[k] - init[k.removeprefix("unet.")].float()).abs().max()) for k in wa)
     assert moved > 1e-5  # the weights did move: the comparison is not trivially true
