@@ -1,6 +1,7 @@
 # One-command entry points. Each creates its own virtualenv, so they work on a fresh machine.
 #   make test   - the whole test suite on CPU (what CI runs): main suite + the MediaPipe backend tests
 #   make demo   - headless end-to-end demo (see README)
+#   make test-host - the real-ComfyUI tests (needs COMFYUI_PATH; see docs/nodes.md, "Tests")
 #   make test-variants - the main suite under other CPU kernels and thread counts (not part of CI;
 #                 about four times the main suite's time; docs/testing.md)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ MP_VENV  ?= .venv-mediapipe
 MP_PY    := $(MP_VENV)/bin/python
 MP_STAMP := $(MP_VENV)/.deps-stamp
 
-.PHONY: test test-main test-mediapipe test-fast test-variants venv demo clean-venv
+.PHONY: test test-main test-mediapipe test-fast test-host test-variants venv demo clean-venv
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,12 @@ test-mediapipe: $(MP_STAMP)
 # otherwise a clearly labelled random-weight run that proves the installation.
 demo: $(STAMP)
 	$(PY) -m unianimate_core demo $(if $(MODELS),--models $(MODELS)) $(DEMO_ARGS)
+
+# make test-host COMFYUI_PATH=/path/to/ComfyUI [COMFYUI_PYTHON=...] UNIANIMATE_COMFY_TOOLS=...:
+# the pack inside a real ComfyUI, plus the real-frontend check (Debian's chromium: apt-get install chromium).
+test-host: $(STAMP)
+	$(PY) -m pip install -r requirements-host-test.txt
+	$(PY) -m pytest tests/host
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any, Iterator, Optional
 
 import comfy.latent_formats
@@ -64,6 +65,45 @@ def to_comfy_latent(model_latent: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"samples": samples.to(mm.intermediate_device())}
 
 
+def from_comfy_latent(latent: Any, frames: int, width: int, height: int) -> torch.Tensor:
+    """A ComfyUI LATENT to refine -> model space (1, 4, F, h, w) x 0.18215, float32 CPU.
+
+    ComfyUI's convention for SD-family video: ``{"samples": (F, 4, H/8, W/8)}``, frames in the batch,
+    raw VAE scale (what VAE Encode of the frames and this pack's samplers produce). Every mismatch is
+    named with its fix; a noise mask (inpainting) is refused rather than ignored.
+    """
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise InputError(f"latent must be a ComfyUI LATENT (a dict with 'samples'); got {type(latent).__name__}.")
+    samples = latent["samples"]
+    if samples.ndim == 5:
+        raise InputError(
+            f"latent holds video latents shaped {tuple(samples.shape)} (batch, channels, time, h, w) from a video "
+            "VAE (Wan, Hunyuan, LTX ...). UniAnimate refines SD-family latents with the frames in the batch: encode "
+            "the frames with VAE Encode and the SD 2.1 VAE.")
+    if samples.ndim != 4 or samples.shape[1] != 4:
+        raise InputError(
+            f"latent samples are shaped {tuple(samples.shape)}; UniAnimate needs (frames, 4, height/8, width/8) from "
+            "an SD 1.x/2.x VAE (VAE Encode with the SD 2.1 VAE, or a UniAnimate sampler's output).")
+    if latent.get("noise_mask") is not None:
+        raise InputError("latent carries a noise mask (Set Latent Noise Mask / VAE Encode for Inpainting); UniAnimate "
+                         "refines whole frames - use a latent without a mask.")
+    h, w = height // 8, width // 8
+    if tuple(samples.shape[2:]) != (h, w):
+        lh, lw = samples.shape[2], samples.shape[3]
+        raise InputError(
+            f"latent is {lw}x{lh} latent pixels ({lw * 8}x{lh * 8} pixels) but width x height is {width}x{height}; "
+            f"set width {lw * 8} and height {lh * 8}, or scale the frames before VAE Encode.")
+    if samples.shape[0] != frames:
+        raise InputError(
+            f"latent has {samples.shape[0]} frames but this run generates {frames} (from the poses, max_frames and "
+            "frame_interval); use the same max_frames / frame_interval as the run that made the latent, or give "
+            f"{frames} frames (e.g. ImageFromBatch before VAE Encode).")
+    model = samples.detach().float().cpu() * LATENT_SCALE
+    if not bool(torch.isfinite(model).all()):
+        raise InputError("latent contains NaN/inf values; recompute it.")
+    return model.permute(1, 0, 2, 3).unsqueeze(0).contiguous()
+
+
 def check_vae(vae: Any) -> None:
     """The sampler needs an SD1.x/2.x image VAE: 4 latent channels, 8x, 2-D."""
     if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
@@ -107,25 +147,53 @@ def clip_image_embedding(clip_vision: Any, pixels_224: torch.Tensor) -> torch.Te
     return embeds[:1].unsqueeze(1).cpu()
 
 
-def vae_encode_reference(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1] -> the reference latent (1, 4, h, w) x 0.18215 (model space).
-
-    ComfyUI's VAE.encode returns the posterior mean; the official code draws a posterior sample.
-    """
+def vae_encode_mean(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1] -> ComfyUI's VAE.encode: the raw posterior mean (1, 4, h, w) (the core scales it)."""
     check_vae(vae)
-    raw = vae.encode(pixels.permute(0, 2, 3, 1).contiguous())
-    if raw.ndim == 5:  # a video VAE that slipped through: (1, C, 1, h, w)
-        raw = raw[:, :, 0]
-    latent = raw[:1].float().cpu() * LATENT_SCALE
-    if not bool(torch.isfinite(latent).all()):
-        raise InputError("The VAE returned NaN/inf for the reference image; its weights are broken - reload the VAE.")
-    return latent
+    return vae.encode(pixels.permute(0, 2, 3, 1).contiguous())
 
 
 def vae_decode_frames(vae: Any, model_latent: torch.Tensor) -> torch.Tensor:
     """Model-space latents (B, 4, h, w) -> pixels (B, 3, H, W) in [0, 1] through ComfyUI's VAE."""
     images = vae.decode(model_latent.float().cpu() / LATENT_SCALE)
     return images[..., :3].permute(0, 3, 1, 2).float()
+
+
+#: Frame rate of the video written for a cancelled job's finished frames (the shipped workflows' rate).
+CANCELLED_VIDEO_FPS = 15.0
+CANCELLED_PREFIX = "UniAnimate/cancelled_long_video"
+DECODE_CHUNK = 8
+
+
+def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CANCELLED_PREFIX) -> list[str]:
+    """Write finished frames to ComfyUI's output folder: ``<prefix>_NNNNN_.latent`` and ``.mp4``.
+
+    model_latent: (1, 4, F, h, w) model space. The ``.latent`` is what ComfyUI's Save Latent writes
+    (``latent_tensor`` (F, 4, h, w) at raw VAE scale + the format marker), so Load Latent reads it back
+    and it can be refined or decoded later; the ``.mp4`` holds the frames decoded with the workflow's
+    VAE (``DECODE_CHUNK`` frames per call). Returns the paths written; a failing video write costs
+    only a log line (the latent is written first).
+    """
+    import folder_paths
+    from safetensors.torch import save_file
+
+    from ..unianimate_core.pipeline.video import to_uint8, write_video
+
+    samples = frames_in_batch(model_latent.float().cpu()) / LATENT_SCALE
+    h, w = samples.shape[2] * 8, samples.shape[3] * 8
+    folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory(), w, h)
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, f"{name}_{counter:05}_")
+    written = [base + ".latent"]
+    save_file({"latent_tensor": samples.contiguous(), "latent_format_version_0": torch.tensor([])}, written[0])
+    try:
+        frames = [to_uint8(vae_decode_frames(vae, samples[i:i + DECODE_CHUNK] * LATENT_SCALE))
+                  for i in range(0, samples.shape[0], DECODE_CHUNK)]
+        written.append(str(write_video(base + ".mp4", [f for chunk in frames for f in chunk], CANCELLED_VIDEO_FPS)))
+    except Exception as exc:  # noqa: BLE001 - the latent is safe; the video is a convenience
+        log.error("UniAnimate: could not write the video of the finished frames (%s); the latent %s holds them.",
+                  exc, written[0])
+    return written
 
 
 def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype) -> int:

@@ -1,62 +1,28 @@
 """Turn the sampler nodes' inputs (IMAGE batches, POSE_KEYPOINT, ComfyUI's VAE/CLIP vision) into the
-core's :class:`Conditions` - every rule (squash resize, CLIP preprocessing, frame selection) is the
-core's; this module only moves data between ComfyUI's layouts and the core's.
+core's prepared clip. The preparation itself - frame selection, pose stack, squash resize, CLIP and
+VAE encoding of the reference, conditions - is the core's one path (``unianimate_core.pipeline.
+prepare``, shared with the command line); this module only checks ComfyUI's values and adapts
+ComfyUI's VAE / CLIP vision objects to the core's encoder callables.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-import numpy as np
 import torch
 
-from ..unianimate_core.diffusion import Conditions
 from ..unianimate_core.errors import InputError
-from ..unianimate_core.pipeline.conditioning import clip_pixels, resize_frames, squash_resize_u8
-from ..unianimate_core.pipeline.frames import FrameSelection, select_frames
-from ..unianimate_core.pose.image import swap_red_blue
+from ..unianimate_core.pipeline.frames import FrameSelection
+from ..unianimate_core.pipeline.prepare import (
+    PreparedClip, is_keypoints, prepare_clip, select_poses,
+)
 from . import comfy_bridge
 
 log = logging.getLogger("UniAnimate")
 
-POSE_COLORS = ("UniAnimate (as rendered by this pack)", "OpenPose (other packs, e.g. controlnet_aux)")
 CONDITION_MODES = ("standard", "first_frame", "both")
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """Everything a sampler needs, on the CPU.
-
-    cond: conditions with dwpose (1, 3, F + 1, H, W) uint8, image (1, 1, 1024), and - per mode -
-    randomref (1, 4, 1, h, w) / local_image (1, 3, 1, H, W). ref_latent: (1, 4, h, w) x 0.18215.
-    """
-
-    cond: Conditions
-    ref_latent: torch.Tensor
-    ref_pixels: torch.Tensor
-    width: int
-    height: int
-    selection: FrameSelection
-
-    @property
-    def frames(self) -> int:
-        return self.selection.num_frames
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int, int, int]:
-        return (1, 4, self.frames, self.height // 8, self.width // 8)
-
-
-def snap_size(width: int, height: int, multiple: int) -> tuple[int, int, str]:
-    """Round width/height to the nearest multiple the UNet accepts (64 for the released model)."""
-    w = max(multiple, int(round(int(width) / multiple)) * multiple)
-    h = max(multiple, int(round(int(height) / multiple)) * multiple)
-    note = ""
-    if (w, h) != (int(width), int(height)):
-        note = (f"size {width}x{height} is not a multiple of {multiple}; using {w}x{h} (the VAE's factor 8 times one "
-                f"halving per UNet level: sizes must divide by {multiple}).")
-    return w, h, note
+#: The prepared clip (kept under its former name for the other node modules).
+Prepared = PreparedClip
 
 
 def image_batch(images: Any, name: str) -> torch.Tensor:
@@ -91,10 +57,6 @@ def first_image(images: torch.Tensor, name: str) -> torch.Tensor:
     return images[0]
 
 
-def is_keypoints(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and (len(value) == 0 or isinstance(value[0], dict))
-
-
 def pose_frame_count(poses: Any) -> int:
     if is_keypoints(poses):
         count = len(poses)
@@ -108,66 +70,40 @@ def pose_frame_count(poses: Any) -> int:
     return count
 
 
-def render_keypoints(frames: Sequence[dict], width: int, height: int) -> np.ndarray:
-    """POSE_KEYPOINT frames -> (N, H, W, 3) uint8 drawn in the trained style at the target size."""
-    from ..unianimate_core.pose.pose_keypoint import from_pose_keypoint
-    from ..unianimate_core.pose.render import render_poses
-
-    return render_poses(from_pose_keypoint(list(frames)), width, height)
-
-
-def pose_pixels_u8(poses: Any, indices: Sequence[int], width: int, height: int, colors: str) -> np.ndarray:
-    """Selected pose frames as (F, H, W, 3) uint8 in the trained colour convention."""
-    if is_keypoints(poses):
-        return render_keypoints([poses[i] for i in indices], width, height)
-    frames = np.stack([squash_resize_u8(poses[i], (width, height)) for i in indices])
-    return swap_red_blue(frames) if colors == POSE_COLORS[1] else frames
-
-
-def reference_pose_u8(reference_pose: Any, width: int, height: int, colors: str) -> np.ndarray:
-    """The reference pose as (1, H, W, 3) uint8; a multi-frame input is rejected (swapped sockets?)."""
+def check_reference_pose(reference_pose: Any) -> Any:
+    """The reference pose: one frame of keypoints or one image (a multi-frame input: swapped sockets?)."""
     if is_keypoints(reference_pose):
         if len(reference_pose) != 1:
             raise InputError(
                 f"reference_pose has {len(reference_pose)} frames of keypoints; it must be the pose of the reference "
                 "image only (connect the reference_pose output of UniAnimate Pose Align)."
             )
-        return render_keypoints(reference_pose, width, height)
-    image = first_image(reference_pose, "reference_pose")
-    arr = squash_resize_u8(image, (width, height))[None]
-    return swap_red_blue(arr) if colors == POSE_COLORS[1] else arr
+        return reference_pose
+    return first_image(reference_pose, "reference_pose")[None]
 
 
 def select(poses: Any, max_frames: int, frame_interval: int) -> FrameSelection:
-    total = pose_frame_count(poses)
-    if max_frames == 1:  # a single frame (repose): the first selected pose
-        first = select_frames(total, None, frame_interval).indices[:1]
-        return FrameSelection(first, 1, 0, frame_interval)
-    selection = select_frames(total, max_frames if max_frames > 0 else None, frame_interval)
+    selection = select_poses(pose_frame_count(poses), max_frames, frame_interval)
     comfy_bridge.log_note(selection.note)
     return selection
 
 
 def prepare(vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any, reference_pose: Any,
             width: int, height: int, multiple: int, condition_mode: str, pose_colors: str,
-            max_frames: int, frame_interval: int, selection: Optional[FrameSelection] = None) -> Prepared:
-    """Resize, select, encode: the sampler inputs in the core's layout (all on the CPU)."""
+            max_frames: int, frame_interval: int, selection: Optional[FrameSelection] = None) -> PreparedClip:
+    """The core's preparation with ComfyUI's VAE and CLIP vision (everything on the CPU)."""
     if condition_mode not in CONDITION_MODES:
         raise InputError(f"condition_mode must be one of {CONDITION_MODES}; got {condition_mode!r}.")
-    width, height, note = snap_size(width, height, multiple)
-    comfy_bridge.log_note(note)
     selection = selection or select(poses, max_frames, frame_interval)
     reference = first_image(reference_image, "reference_image")
+    reference_pose = check_reference_pose(reference_pose)
     comfy_bridge.check_vae(vae)
+    return prepare_clip(
+        reference, poses, reference_pose, width=width, height=height, mode=condition_mode,
+        encode_image=lambda pixels: comfy_bridge.clip_image_embedding(clip_vision, pixels),
+        encode_latent=lambda pixels: comfy_bridge.vae_encode_mean(vae, pixels),
+        selection=selection, colors=pose_colors, pixel_multiple=multiple)
 
-    ref_pose_u8 = reference_pose_u8(reference_pose, width, height, pose_colors)  # cheap checks first
-    pose_u8 = pose_pixels_u8(poses, selection.indices, width, height, pose_colors)
-    stack = np.concatenate([ref_pose_u8, pose_u8])  # (F + 1, H, W, 3), frame 0 = reference pose
-    dwpose = torch.from_numpy(np.ascontiguousarray(stack)).permute(3, 0, 1, 2).unsqueeze(0)  # (1, 3, F+1, H, W)
 
-    ref_pixels = resize_frames(reference, (width, height))  # (1, 3, H, W) in [0, 1]
-    image = comfy_bridge.clip_image_embedding(clip_vision, clip_pixels(reference))
-    ref_latent = comfy_bridge.vae_encode_reference(vae, ref_pixels)
-    cond = Conditions.build(condition_mode, image=image, dwpose=dwpose, ref_latent=ref_latent, ref_pixels=ref_pixels)
-    return Prepared(cond=cond, ref_latent=ref_latent, ref_pixels=ref_pixels, width=width, height=height,
-                    selection=selection)
+__all__ = ["CONDITION_MODES", "Prepared", "check_reference_pose", "first_image", "image_batch", "pose_frame_count",
+           "prepare", "select"]

@@ -1,21 +1,22 @@
-"""Where the pack looks for model files: ComfyUI's ``folder_paths`` registry plus legacy locations.
+"""Where the pack looks for model files: ComfyUI's ``folder_paths`` registry, filled from the core's
+one model-file search (``unianimate_core.model_files``).
 
 Two folder names are registered (once, from ``comfy_entrypoint``):
 
-* ``unianimate`` - the UNet checkpoints (``models/unianimate`` by default). Users can add folders
-  with ``extra_model_paths.yaml`` (``unianimate: path``); ComfyUI applies that file before packs load,
-  so an existing entry is extended, never replaced. Legacy folders: where an older UniAnimate pack
-  (``custom_nodes/ComfyUI-UniAnimate*``) keeps ``unianimate_16f_32f_non_ema_223000.pth``
-  (``checkpoints/``, ``UniAnimate/checkpoints/``, ``checkpoints/iic/unianimate/``).
-* ``dwpose`` - the DWPose ONNX files ``yolox_l.onnx`` and ``dw-ll_ucoco_384.onnx``
-  (``models/dwpose`` by default). Also searched: ``models/unianimate``, ``models/checkpoints``, the
-  legacy folders above and comfyui_controlnet_aux's download cache (``ckpts/yzd-v/DWPose``, or
-  ``$AUX_ANNOTATOR_CKPTS_PATH/yzd-v/DWPose``).
+* ``unianimate`` - the UNet checkpoints (``models/unianimate`` by default), plus the model folders of
+  installed older UniAnimate packs (``custom_nodes/ComfyUI-UniAnimate*``: ``checkpoints/``,
+  ``UniAnimate/checkpoints/``, ``checkpoints/iic/unianimate/``). Users can add folders with
+  ``extra_model_paths.yaml`` (``unianimate: path``); ComfyUI applies that file before packs load,
+  so an existing entry is extended, never replaced.
+* ``dwpose`` - the DWPose ONNX files (``models/dwpose`` by default), then exactly the folders and the
+  order of the core's search below this ComfyUI (``model_files.comfyui_dirs``): ``models/{dwpose,
+  unianimate, checkpoints, clip_vision, vae}``, the older packs' folders and comfyui_controlnet_aux's
+  download cache (``ckpts/yzd-v/DWPose``, or ``$AUX_ANNOTATOR_CKPTS_PATH/yzd-v/DWPose``).
 
-The legacy and controlnet_aux folders are the ones the headless pipeline searches
-(``unianimate_core.pipeline.models``), so nodes and command line find the same files; only folders
-that exist at startup are registered. A new folder entry gets ComfyUI's model extensions; ComfyUI's
-own ``add_model_folder_path`` would create it with an empty extension set, which means "list every
+The command line searches the same folders in the same order (``model_files.search_dirs``), so nodes
+and command line find the same files; legacy and controlnet_aux folders are registered when they
+exist at startup. A new folder entry gets ComfyUI's model extensions; ComfyUI's own
+``add_model_folder_path`` would create it with an empty extension set, which means "list every
 file" (README.txt included).
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Iterable
 
 import folder_paths
 
-from ..unianimate_core.pipeline.models import controlnet_aux_dirs, legacy_pack_dirs
+from ..unianimate_core.model_files import comfyui_dirs, legacy_pack_dirs
 
 UNET_FOLDER = "unianimate"
 POSE_FOLDER = "dwpose"
@@ -40,9 +41,9 @@ def register_model_folders() -> None:
     for legacy in legacy_unet_dirs():
         folder_paths.add_model_folder_path(UNET_FOLDER, legacy)
     _ensure_folder(POSE_FOLDER, os.path.join(models_dir, POSE_FOLDER), POSE_EXTENSIONS)
-    shared = [os.path.join(models_dir, UNET_FOLDER), os.path.join(models_dir, "checkpoints")]
-    for extra in [*shared, *legacy_unet_dirs(), *_existing(d for root in _custom_node_roots()
-                                                           for d in controlnet_aux_dirs(root))]:
+    below_models = [str(d) for d in comfyui_dirs(models_dir, None)]
+    elsewhere = _existing(d for root in _custom_node_roots() for d in comfyui_dirs(None, root))
+    for extra in [*below_models, *elsewhere]:
         folder_paths.add_model_folder_path(POSE_FOLDER, extra)
 
 

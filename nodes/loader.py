@@ -20,7 +20,8 @@ import torch
 from comfy.ldm.modules import attention as comfy_attention
 from comfy_api.latest import io
 
-from ..unianimate_core.checkpoint import OFFICIAL_FILENAME, OFFICIAL_URL, load_unet, read_state_dict, resolve_dtype
+from ..unianimate_core.checkpoint import load_unet, read_state_dict, resolve_dtype
+from ..unianimate_core.model_files import DOWNLOADS
 from ..unianimate_core.errors import CheckpointError, ModelFileNotFoundError
 from . import folders
 from .text_context import resolve_zero_y
@@ -40,7 +41,7 @@ _loaded: "weakref.WeakValueDictionary[tuple, Any]" = weakref.WeakValueDictionary
 def missing_model_message(model_name: Optional[str]) -> str:
     searched = "\n  ".join(folders.searched_folders(folders.UNET_FOLDER)) or "(no unianimate folder registered)"
     what = f"UniAnimate model file {model_name!r} not found." if model_name else "No UniAnimate model file found."
-    return (f"{what} Download {OFFICIAL_FILENAME} ({OFFICIAL_URL}) into ComfyUI/models/unianimate "
+    return (f"{what} Download {DOWNLOADS['unet'].hint()} "
             f"(or convert it to .safetensors with `python -m unianimate_core.convert`), then press R to refresh. "
             f"Searched:\n  {searched}")
 
@@ -110,19 +111,18 @@ class LoadUniAnimateModel(io.ComfyNode):
                                        "(fp16/bf16 on GPUs, fp32 on CPU). fp16/bf16 halve the memory (2.8 GB instead of "
                                        "5.7 GB)."),
                 io.Clip.Input("clip", optional=True,
-                              tooltip="SD2.x text encoder (CLIP output of 'Load Checkpoint' with v2-1_512-ema-pruned). "
-                                      "Needed once: the empty-prompt context is cached next to the model file, then "
-                                      "this input can stay empty."),
+                              tooltip="SD2.x text encoder (CLIP output of 'Load Checkpoint' with v2-1_512-ema-pruned, "
+                                      "or 'Load CLIP' with an SD 2.x text encoder). Needed once: the empty-prompt "
+                                      "context is cached next to the model file, then this input can stay empty."),
             ],
             outputs=[UniAnimateModelType.Output(display_name="model",
                                                 tooltip="UniAnimate UNet for UniAnimate Sampler / Long Video Loop.")],
         )
 
     @classmethod
-    def validate_inputs(cls, model_name: Optional[str] = None, weight_dtype: Optional[str] = None) -> bool | str:
-        """The file must exist (with the download hint); a linked weight_dtype arrives as None."""
-        if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:
-            return f"weight_dtype must be one of {list(WEIGHT_DTYPES)}, got {weight_dtype!r}."
+    def validate_inputs(cls, model_name: Optional[str] = None) -> bool | str:
+        """The file must exist (with the download hint). Only model_name is taken: ComfyUI shows a
+        validate_inputs message under every input the function takes, and checks weight_dtype itself."""
         if not model_name or folder_paths.get_full_path(folders.UNET_FOLDER, model_name) is None:
             return missing_model_message(model_name)
         return True

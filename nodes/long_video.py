@@ -5,8 +5,10 @@
   together, so nothing is finished before the last step.
 * first_frame_continuation - segments of ``context_size`` frames; each segment starts from the
   decoded last frame of the previous one (the paper's iterative first-frame conditioning). Finished
-  segments are kept when the job is cancelled (``keep_finished_on_cancel``): the node then returns the
-  frames made so far and the workflow goes on to decode and save them.
+  segments are kept when the job is cancelled (``keep_finished_on_cancel``): before the cancel is
+  passed on, their latent and their decoded video are written to ComfyUI's output folder
+  (``UniAnimate/cancelled_long_video_NNNNN_.latent`` / ``.mp4``). The job still ends as cancelled:
+  nothing downstream runs and ComfyUI caches nothing, so queueing it again computes it again.
 
 One progress bar covers the whole job (denoising steps x window groups, or steps x segments).
 """
@@ -20,21 +22,37 @@ import torch
 from comfy_api.latest import io
 
 from ..unianimate_core.diffusion import (
-    ContinuationOptions, NoiseOptions, SamplerOptions, SlidingWindowOptions, count_work_units,
-    iter_sample_long_continuation, plan_segments, prepare_noise, sample_long_sliding,
+    ContinuationOptions, NoiseOptions, SamplerOptions, SlidingWindowOptions, plan_segments,
+)
+from ..unianimate_core.pipeline.prepare import (
+    effective_sampler, noise_options, sample_clip, strategy_name, work_units,
 )
 from ..unianimate_core.errors import InputError
-from . import comfy_bridge
-from .conditioning import POSE_COLORS, Prepared, prepare
+from . import choices, comfy_bridge
+from .conditioning import Prepared, prepare, select
 from .sampler import (
-    CATEGORY, activate, check_model, latent_output, make_generator, model_inputs, noise_options, sampler_options,
-    sampling_inputs, selection_inputs, validate_common,
+    CATEGORY, activate, check_model, check_run_inputs, latent_output, make_generator, model_inputs, refine_inputs,
+    refine_latent, sampler_options, sampling_inputs, selection_inputs, validate_common,
 )
 from .types import UniAnimateModel
 
 log = logging.getLogger("UniAnimate")
 
 STRATEGIES = ("sliding_windows", "first_frame_continuation")
+
+
+def window_problem(context_size: Any, context_overlap: Any) -> str | None:
+    """context_size in 2..256 and context_overlap in 0..context_size - 1 (None = linked, unknown yet)."""
+    if context_size is not None and (isinstance(context_size, bool) or not isinstance(context_size, int)
+                                     or not 2 <= context_size <= 256):
+        return f"context_size = {context_size!r} must be in 2..256 frames."
+    if context_overlap is not None and (isinstance(context_overlap, bool) or not isinstance(context_overlap, int)
+                                        or context_overlap < 0):
+        return f"context_overlap = {context_overlap!r} must be 0 or more frames."
+    if context_size is not None and context_overlap is not None and context_overlap >= context_size:
+        return (f"context_overlap = {context_overlap} must be smaller than context_size ({context_size}), otherwise "
+                "the windows never advance.")
+    return None
 
 
 class LongVideoLoop(io.ComfyNode):
@@ -48,7 +66,8 @@ class LongVideoLoop(io.ComfyNode):
                 "Animates a pose sequence of any length. sliding_windows: overlapping windows averaged at every step "
                 "(official long mode, smooth, all frames finish together). first_frame_continuation: segment after "
                 "segment, each continuing from the last frame of the previous one (the paper's long videos; a "
-                "cancelled job keeps its finished segments). Memory depends on context_size, not on the length."
+                "cancelled job saves its finished segments to the output folder). Memory depends on context_size, "
+                "not on the length."
             ),
             inputs=model_inputs() + selection_inputs(0) + sampling_inputs(939) + [
                 io.Combo.Input("strategy", options=list(STRATEGIES), default=STRATEGIES[0],
@@ -68,82 +87,67 @@ class LongVideoLoop(io.ComfyNode):
                                        "reference (0 = off, official). Helps against slow colour drift in very long "
                                        "videos."),
                 io.Boolean.Input("keep_finished_on_cancel", default=True,
-                                 tooltip="first_frame_continuation: on Cancel, return the segments that are finished so "
-                                         "the rest of the workflow decodes and saves them (off = a plain cancel)."),
-            ],
+                                 tooltip="first_frame_continuation: on Cancel, save the finished segments to ComfyUI's "
+                                         "output folder (UniAnimate/cancelled_long_video_*.mp4 and .latent for Load "
+                                         "Latent) before the job ends as cancelled. Off: nothing is saved."),
+            ] + refine_inputs(),
             outputs=[latent_output()],
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None, steps: Any = None,
+    def validate_inputs(cls, width: Any = None, height: Any = None, pose_colors: Any = None,
                         context_size: Any = None, context_overlap: Any = None) -> bool | str:
-        """Static checks; ComfyUI passes a linked input as None (its value is not known yet): checked at run time."""
-        ok = validate_common(width, height, max_frames, steps)
-        if ok is not True:
-            return ok
-        if context_size is not None and (not isinstance(context_size, int) or not 2 <= context_size <= 256):
-            return f"context_size must be in 2..256 frames; got {context_size!r}."
-        if context_size is not None and context_overlap is not None and not 0 <= context_overlap < context_size:
-            return (f"context_overlap ({context_overlap}) must be >= 0 and smaller than context_size ({context_size}), "
-                    "otherwise the windows never advance.")
-        return True
+        """Static checks ComfyUI cannot make (see validate_common, plus overlap < window); ComfyUI passes a
+        linked input as None (its value is not known yet): checked at run time. Each message names its input."""
+        ok = validate_common(width, height, pose_colors)
+        problems = [] if ok is True else [ok]
+        problems.append(window_problem(context_size, context_overlap))
+        return choices.verdict(problems)
 
     @classmethod
     def execute(cls, model: Any, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any,
                 reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 0,
                 frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
-                noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = POSE_COLORS[0],
+                noise_prior: int = 939, condition_mode: str = "standard", pose_colors: str = "unianimate",
                 strategy: str = STRATEGIES[0], context_size: int = 32, context_overlap: int = 8,
                 context_batch_size: int = 1, colour_anchor: float = 0.0,
-                keep_finished_on_cancel: bool = True) -> io.NodeOutput:
+                keep_finished_on_cancel: bool = True, latent: Any = None, denoise: float = 1.0) -> io.NodeOutput:
         if strategy not in STRATEGIES:
             raise InputError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-        msg = cls.validate_inputs(width, height, max_frames, steps, context_size, context_overlap)
-        if msg is not True:
-            raise InputError(msg)
         model = check_model(model)
+        pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
+        msg = window_problem(context_size, context_overlap)
+        if msg:
+            raise InputError(msg)
         # every option is validated before the encoders run (CLIP vision takes seconds to minutes)
         options = sampler_options(model, steps, guidance)
-        generator = make_generator(seed)
-        if strategy == "sliding_windows":
-            windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
-                                           context_batch_size=int(context_batch_size))
-            noise = noise_options(noise_prior, "prior_then_offset")  # official long mode: prior first
-            prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                           model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
-            latent = run_sliding(model, prep, options, windows, noise, generator)
-        else:
-            continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
-            noise = noise_options(noise_prior, "offset_then_prior")  # each segment's noise like a short run
-            prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                           model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
-            latent = run_continuation(model, vae, prep, options, continuation, noise, generator,
-                                      keep_finished_on_cancel)
-        return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
+        core_strategy = strategy_name(strategy)
+        windows = SlidingWindowOptions(context_size=int(context_size), context_overlap=int(context_overlap),
+                                       context_batch_size=int(context_batch_size))
+        continuation = ContinuationOptions(segment_length=int(context_size), colour_anchor=float(colour_anchor))
+        noise = noise_options(core_strategy, noise_prior)  # the strategy's official order of prior and offset
+        selection = select(poses, max_frames, frame_interval)
+        init = refine_latent(latent, denoise, selection.num_frames, width, height)
+        prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval,
+                       selection=selection)
+        out = run_long(model, vae, prep, core_strategy, options, windows, continuation, noise,
+                       make_generator(seed), keep_finished_on_cancel, init, float(denoise))
+        return io.NodeOutput(comfy_bridge.to_comfy_latent(out))
 
 
-def run_sliding(model: UniAnimateModel, prep: Prepared, options: SamplerOptions, windows: SlidingWindowOptions,
-                noise_opts: NoiseOptions, generator: torch.Generator) -> torch.Tensor:
-    """Official long mode: every step denoises overlapping windows and averages the overlaps."""
-    noise = prepare_noise(prep.latent_shape, generator, noise_opts, prior_latent=prep.ref_latent)
-    per_call = min(windows.context_size, prep.frames)
-    with comfy_bridge.oom_advice(f"sampling windows of {per_call} frames at {prep.width}x{prep.height}"):
-        unet, options = activate(model, prep, per_call, windows.context_batch_size, options)
-        total = count_work_units(prep.frames, options, windows)
-        progress = comfy_bridge.ComfyProgress(total, model.patcher.load_device)
-        latent = sample_long_sliding(unet, noise, prep.cond, options, windows, generator=generator,
-                                     progress=progress, should_cancel=comfy_bridge.should_cancel)
-    log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
-             prep.frames, prep.width, prep.height, per_call, windows.context_overlap)
-    return latent
+def run_long(model: UniAnimateModel, vae: Any, prep: Prepared, strategy: str, options: SamplerOptions,
+             windows: SlidingWindowOptions, continuation: ContinuationOptions, noise: NoiseOptions,
+             generator: torch.Generator, keep_finished: bool, init: torch.Tensor | None = None,
+             denoise: float = 1.0) -> torch.Tensor:
+    """The core's sampling path with ComfyUI's memory management, progress bar and Cancel.
 
-
-def run_continuation(model: UniAnimateModel, vae: Any, prep: Prepared, options: SamplerOptions,
-                     continuation: ContinuationOptions, noise_opts: NoiseOptions, generator: torch.Generator,
-                     keep_finished: bool) -> torch.Tensor:
-    """Segments chained through their decoded last frame; finished segments survive a Cancel."""
-    per_call = min(continuation.segment_length, prep.frames)
-    segments = plan_segments(prep.frames, continuation.segment_length)
+    sliding windows: every step denoises overlapping windows and averages the overlaps (one part at
+    the end). continuation: segments chained through their decoded last frame; finished segments
+    survive a Cancel.
+    """
+    per_call = min(windows.context_size if strategy == "windows" else continuation.segment_length, prep.frames)
+    batch = windows.context_batch_size if strategy == "windows" else 1
     mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype)
 
     def decode_last_frame(latent: torch.Tensor) -> torch.Tensor:
@@ -152,22 +156,30 @@ def run_continuation(model: UniAnimateModel, vae: Any, prep: Prepared, options: 
         return pixels.to(latent.device)
 
     parts: list[torch.Tensor] = []
-    with comfy_bridge.oom_advice(f"sampling segments of {per_call} frames at {prep.width}x{prep.height}"):
-        unet, options = activate(model, prep, per_call, 1, options)
-        progress = comfy_bridge.ComfyProgress(len(segments) * len(options.schedule_timesteps()),
+    segments = len(plan_segments(prep.frames, continuation.segment_length))
+    what = "windows" if strategy == "windows" else "segments"
+    with comfy_bridge.oom_advice(f"sampling {what} of {per_call} frames at {prep.width}x{prep.height}"):
+        unet, options = activate(model, prep, per_call, batch, options)
+        steps_run = effective_sampler(options, denoise, init is not None)
+        progress = comfy_bridge.ComfyProgress(work_units(prep.frames, strategy, steps_run, windows, continuation),
                                               model.patcher.load_device)
         try:
-            for segment in iter_sample_long_continuation(
-                    unet, prep.cond, options, continuation, decode_last_frame=decode_last_frame,
-                    noise=noise_opts, generator=generator, prior_latent=prep.ref_latent,
-                    anchor_pixels=prep.ref_pixels, progress=progress, should_cancel=comfy_bridge.should_cancel):
-                parts.append(segment.latent)
-                log.info("UniAnimate: segment %d/%d done (%d frames)", segment.index + 1, len(segments),
-                         sum(p.shape[2] for p in parts))
+            for part in sample_clip(unet, prep, strategy, options, generator=generator, noise=noise, windows=windows,
+                                    continuation=continuation, decode_last_frame=decode_last_frame, progress=progress,
+                                    should_cancel=comfy_bridge.should_cancel, init_latent=init, denoise=denoise):
+                parts.append(part.latent)
+                if part.index is not None:
+                    log.info("UniAnimate: segment %d/%d done (%d frames)", part.index + 1, segments,
+                             sum(p.shape[2] for p in parts))
         except mm.InterruptProcessingException:
-            if not (keep_finished and parts):
-                raise
-            done = sum(p.shape[2] for p in parts)
-            log.warning("UniAnimate: cancelled after %d of %d segments; returning the %d finished frames of %d.",
-                        len(parts), len(segments), done, prep.frames)
+            if keep_finished and parts:
+                done = sum(p.shape[2] for p in parts)
+                files = comfy_bridge.save_finished_frames(vae, torch.cat(parts, dim=2))
+                log.warning("UniAnimate: cancelled after %d of %d segments; the %d finished frames of %d are saved "
+                            "in ComfyUI's output folder: %s", len(parts), segments, done, prep.frames,
+                            ", ".join(files))
+            raise  # a cancel stays a cancel: ComfyUI reports the job cancelled and caches nothing
+    if strategy == "windows":
+        log.info("UniAnimate: generated %d frames at %dx%d with sliding windows of %d (overlap %d)",
+                 prep.frames, prep.width, prep.height, per_call, windows.context_overlap)
     return torch.cat(parts, dim=2)

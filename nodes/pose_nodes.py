@@ -22,18 +22,19 @@ from ..unianimate_core.errors import PoseError
 from ..unianimate_core.pose.align import AlignConfig, align_poses
 from ..unianimate_core.pose.dwpose import EstimatorCache
 from ..unianimate_core.pose.keypoints import PoseFrame
+from ..unianimate_core.model_files import DOWNLOADS
 from ..unianimate_core.pose.models import DWPOSE_DETECTOR, DWPOSE_POSE_MODEL, find_model_file
 from ..unianimate_core.pose.pose_keypoint import from_pose_keypoint, to_pose_keypoint
 from ..unianimate_core.pose.render import render_pose
 from ..unianimate_core.pose.selection import SELECT_MODES
-from . import folders
+from . import choices, folders
 from .conditioning import image_batch
 from .types import PoseKeypoint
 
 log = logging.getLogger("UniAnimate")
 
 CATEGORY = "UniAnimate/pose"
-COLORS = ("UniAnimate (trained colours)", "OpenPose (standard colours)")
+COLORS = choices.COLOR_KEYS
 DEVICES = ("auto", "cpu")
 #: ONNX Runtime sessions survive between runs (creating them costs seconds); keyed by file + device.
 _estimators = EstimatorCache()
@@ -59,8 +60,7 @@ def rgb_to_image(frames: np.ndarray) -> torch.Tensor:
 def render_frames(frames: list[PoseFrame], width: int, height: int, colors: str, draw_hands: bool = True,
                   draw_face: bool = False) -> torch.Tensor:
     """Render pose frames as an IMAGE batch (N, height, width, 3)."""
-    mode = "unianimate" if colors == COLORS[0] else "openpose"
-    out = np.stack([render_pose(f, width, height, colors=mode, draw_hands=draw_hands, draw_face=draw_face)
+    out = np.stack([render_pose(f, width, height, colors=colors, draw_hands=draw_hands, draw_face=draw_face)
                     for f in frames]) if frames else np.zeros((0, height, width, 3), np.uint8)
     return rgb_to_image(out)
 
@@ -102,10 +102,10 @@ class PoseExtractor(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="One image or a batch of video frames."),
                 io.Combo.Input("detector_model", options=model_options(DWPOSE_DETECTOR), default=DWPOSE_DETECTOR,
-                               tooltip="Person detector (yolox_l.onnx from huggingface.co/yzd-v/DWPose) in "
-                                       "models/dwpose (also found in models/unianimate and controlnet_aux's cache)."),
+                               tooltip=f"Person detector: {DOWNLOADS['dwpose_detector'].hint()} (also found in "
+                                       "models/unianimate and controlnet_aux's cache)."),
                 io.Combo.Input("pose_model", options=model_options(DWPOSE_POSE_MODEL), default=DWPOSE_POSE_MODEL,
-                               tooltip="Whole-body pose model (dw-ll_ucoco_384.onnx from huggingface.co/yzd-v/DWPose)."),
+                               tooltip=f"Whole-body pose model: {DOWNLOADS['dwpose_pose'].hint()}."),
                 io.Int.Input("max_people", default=1, min=0, max=64,
                              tooltip="People per image to estimate, best detections first (1 = the official choice; "
                                      "0 = everyone; each person costs one pose-model run)."),
@@ -115,9 +115,10 @@ class PoseExtractor(io.ComfyNode):
                 io.Int.Input("render_short_side", default=512, min=64, max=4096, step=8,
                              tooltip="Size of the rendered pose images: short side in pixels, aspect ratio of the "
                                      "input kept (512 = the canvas the model was trained on)."),
-                io.Combo.Input("colors", options=list(COLORS), default=COLORS[0],
-                               tooltip="Colours of the rendered poses: UniAnimate's trained colours (R/B swapped) for "
-                                       "the UniAnimate sampler, or standard OpenPose colours for other models."),
+                io.Combo.Input("colors", options=list(COLORS), default="unianimate",
+                               tooltip="Colours of the rendered poses. unianimate: the colours UniAnimate was trained "
+                                       "on (R/B swapped), for its sampler. openpose: standard OpenPose colours, for "
+                                       "other models (e.g. a ControlNet)."),
             ],
             outputs=[
                 PoseKeypoint.Output(display_name="keypoints",
@@ -127,21 +128,26 @@ class PoseExtractor(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, detector_model: Optional[str] = DWPOSE_DETECTOR,
-                        pose_model: Optional[str] = DWPOSE_POSE_MODEL) -> bool | str:
-        for name in (detector_model, pose_model):
+    def validate_inputs(cls, detector_model: Optional[str] = None, pose_model: Optional[str] = None,
+                        colors: Any = None) -> bool | str:
+        """The model files must exist (every searched folder and the download page); old colour labels are
+        accepted (choices.py). Each message names its input."""
+        problems: list[Optional[str]] = []
+        for input_name, name in (("detector_model", detector_model), ("pose_model", pose_model)):
             if name is None:
                 continue
             try:
                 find_pose_model(name)
             except (ValueError, OSError) as exc:  # PoseModelNotFoundError (a UniAnimateError, a FileNotFoundError)
-                return str(exc)
-        return True
+                problems.append(f"{input_name}: {exc}")
+        problems.append(choices.color_problem("colors", colors))
+        return choices.verdict(problems)
 
     @classmethod
     def execute(cls, images: torch.Tensor, detector_model: str = DWPOSE_DETECTOR,
                 pose_model: str = DWPOSE_POSE_MODEL, max_people: int = 1, device: str = "auto",
-                render_short_side: int = 512, colors: str = COLORS[0]) -> io.NodeOutput:
+                render_short_side: int = 512, colors: str = "unianimate") -> io.NodeOutput:
+        colors = choices.color_key("colors", colors)
         images = image_batch(images, "images")
         if device not in DEVICES:
             raise PoseError(f"device must be one of {DEVICES}; got {device!r}.")
@@ -203,8 +209,9 @@ class PoseAlign(io.ComfyNode):
                                        "official), largest, or index (person_index)."),
                 io.Int.Input("person_index", default=0, min=0, max=64,
                              tooltip="With person = index: which detected person (0 = first)."),
-                io.Combo.Input("colors", options=list(COLORS), default=COLORS[0],
-                               tooltip="Colours of the rendered poses (UniAnimate's trained colours for its sampler)."),
+                io.Combo.Input("colors", options=list(COLORS), default="unianimate",
+                               tooltip="Colours of the rendered poses. unianimate: the colours UniAnimate was trained "
+                                       "on (R/B swapped), for its sampler. openpose: standard OpenPose colours."),
             ],
             outputs=[
                 PoseKeypoint.Output(display_name="aligned_keypoints",
@@ -218,9 +225,15 @@ class PoseAlign(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, colors: Any = None) -> bool | str:
+        """Old colour labels are accepted (choices.py)."""
+        return choices.verdict([choices.color_problem("colors", colors)])
+
+    @classmethod
     def execute(cls, reference_keypoints: Any, driving_keypoints: Any, width: int = 512, height: int = 768,
                 align: bool = True, calibration_frame: int = -1, smoothing: float = 0.0, person: str = "score",
-                person_index: int = 0, colors: str = COLORS[0]) -> io.NodeOutput:
+                person_index: int = 0, colors: str = "unianimate") -> io.NodeOutput:
+        colors = choices.color_key("colors", colors)
         ref_frames = check_keypoints(reference_keypoints, "reference_keypoints")
         if len(ref_frames) != 1:
             raise PoseError(

@@ -13,16 +13,19 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
-from ..unianimate_core.diffusion import NoiseOptions, SamplerOptions, prepare_noise, sample_video
+from ..unianimate_core.diffusion import SamplerOptions
 from ..unianimate_core.errors import InputError
+from ..unianimate_core.pipeline.conditioning import size_problem
+from ..unianimate_core.pipeline.prepare import effective_sampler, noise_options, sample_clip, work_units
 from . import comfy_bridge
-from .conditioning import CONDITION_MODES, POSE_COLORS, Prepared, prepare
+from . import choices
+from .conditioning import CONDITION_MODES, Prepared, prepare, select
 from .types import PoseKeypoint, UniAnimateModel, UniAnimateModelType
 
 log = logging.getLogger("UniAnimate")
 
 CATEGORY = "UniAnimate"
-MAX_SIZE = 4096
+MAX_SIZE = choices.MAX_SIZE
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
@@ -42,8 +45,8 @@ def model_inputs() -> list:
                            tooltip="The pose of the reference image (one frame; the reference_pose output of "
                                    "UniAnimate Pose Align)."),
         io.Int.Input("width", default=512, min=64, max=MAX_SIZE, step=64,
-                     tooltip="Output width in pixels, a multiple of 64 (other values are rounded, with a note in "
-                             "the log). The model was trained at 512x768; 768x1216 also works."),
+                     tooltip="Output width in pixels, a multiple of 64 (other values are refused with the two "
+                             "nearest sizes). The model was trained at 512x768; 768x1216 also works."),
         io.Int.Input("height", default=768, min=64, max=MAX_SIZE, step=64,
                      tooltip="Output height in pixels, a multiple of 64 (portrait, landscape and square all work)."),
     ]
@@ -77,11 +80,40 @@ def sampling_inputs(noise_prior_default: int) -> list:
                        tooltip="standard: reference via its latent (the official default). first_frame: the reference "
                                "becomes the first frame (better identity when the reference pose matches the first "
                                "pose). both: all conditions."),
-        io.Combo.Input("pose_colors", options=list(POSE_COLORS), default=POSE_COLORS[0],
-                       tooltip="Colour convention of pose IMAGES: this pack renders the R/B-swapped colours UniAnimate "
-                               "was trained on; choose OpenPose for standard pose images from other packs (they are "
-                               "converted). Ignored for POSE_KEYPOINT."),
+        io.Combo.Input("pose_colors", options=list(choices.COLOR_KEYS), default="unianimate",
+                       tooltip="Colour convention of pose IMAGES. unianimate: the R/B-swapped colours UniAnimate was "
+                               "trained on, what this pack's pose nodes draw. openpose: standard OpenPose colours "
+                               "(pose images from other packs, e.g. controlnet_aux; they are converted). Ignored "
+                               "for POSE_KEYPOINT."),
     ]
+
+
+def refine_inputs() -> list:
+    """Optional inputs of every sampling node, last so saved workflows keep their widget order."""
+    return [
+        io.Latent.Input("latent", optional=True,
+                        tooltip="Optional LATENT to refine instead of starting from the reference: an earlier "
+                                "result of this node (refine it), or a video encoded with VAE Encode and the SD 2.1 "
+                                "VAE (video-to-video restyle). Frames in the batch, raw VAE scale; it must have as "
+                                "many frames as this run generates and width/8 x height/8."),
+        io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01, optional=True,
+                       tooltip="With a latent: how much of it is renoised and regenerated (1.0 = everything, from "
+                               "its noised version; 0.3 = keep the structure, refine details). 'steps' steps run "
+                               "over the lower part of the schedule, as in KSampler. Without a latent it must be "
+                               "1.0."),
+    ]
+
+
+def refine_latent(latent: Any, denoise: Any, frames: int, width: int, height: int) -> torch.Tensor | None:
+    """The model-space latent to refine (or None); checked before the encoders run."""
+    if latent is None:
+        if denoise is not None and float(denoise) != 1.0:
+            raise InputError(f"denoise {denoise} needs a latent to refine: connect a LATENT (e.g. VAE Encode of "
+                             "video frames) or set denoise to 1.0.")
+        return None
+    if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not 0.0 < float(denoise) <= 1.0:
+        raise InputError(f"denoise must be in 0.01..1.0; got {denoise!r}.")
+    return comfy_bridge.from_comfy_latent(latent, frames, width, height)
 
 
 def latent_output() -> io.Latent.Output:
@@ -96,21 +128,30 @@ def check_model(model: Any) -> UniAnimateModel:
     return model
 
 
-def validate_common(width: Any = None, height: Any = None, max_frames: Any = None, steps: Any = None) -> bool | str:
-    """Cheap static checks; ComfyUI skips its own range checks for inputs named here, so they are redone.
+def validate_common(width: Any = None, height: Any = None, pose_colors: Any = None) -> bool | str:
+    """Static checks ComfyUI cannot make itself: sizes that are multiples of 64, and the colour combo
+    (old display labels accepted, see choices.py). Each message names its input.
 
-    None = not known yet (ComfyUI passes linked inputs to validate_inputs as None).
+    ComfyUI leaves its own range and list checks to this function for the inputs it takes, and
+    passes a linked input as None (its value is not known yet: checked at run time).
     """
-    for name, value in (("width", width), ("height", height)):
-        if value is None:
-            continue  # linked input: checked at run time
-        if not isinstance(value, int) or not 64 <= value <= MAX_SIZE:
-            return f"{name} must be an integer in 64..{MAX_SIZE} (a multiple of 64); got {value!r}."
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
-        return f"max_frames must be 0 (one frame per selected pose) or a positive number of frames; got {max_frames!r}."
-    if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= 1000):
-        return f"steps must be in 1..1000; got {steps!r}."
-    return True
+    return choices.verdict([*choices.size_problems(width, height), choices.color_problem("pose_colors", pose_colors)])
+
+
+def check_run_inputs(model: UniAnimateModel, width: Any, height: Any, max_frames: Any, pose_colors: Any) -> str:
+    """The run-time checks of the inputs a link may feed (ComfyUI validated only the widget values).
+
+    Returns the pose colour key (an old display label becomes its key).
+    """
+    multiple = model.config.pixel_multiple
+    problems = [size_problem("width", width, multiple), size_problem("height", height, multiple)]
+    if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 0:
+        problems.append(f"max_frames must be 0 (one frame per selected pose) or a positive number of frames; got "
+                        f"{max_frames!r}.")
+    found = [p for p in problems if p]
+    if found:
+        raise InputError(" ".join(found))
+    return choices.color_key("pose_colors", pose_colors)
 
 
 def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_call: int,
@@ -138,11 +179,6 @@ def sampler_options(model: UniAnimateModel, steps: int, guidance: float) -> Samp
                           model_dtype=model.compute_dtype)
 
 
-def noise_options(noise_prior: int, order: str) -> NoiseOptions:
-    """Offset noise 0.1 and the reference prior at ``noise_prior`` (0 = pure noise), in the official order."""
-    return NoiseOptions(0.1, int(noise_prior) or None, order)
-
-
 def make_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) & MAX_SEED)
 
@@ -160,36 +196,37 @@ class UniAnimateSampler(io.ComfyNode):
                 "VAE Decode. Memory grows with frames x pixels (the official code needed about 12 GB for 32 frames at "
                 "512x768 in fp16); for longer videos use UniAnimate Long Video Loop."
             ),
-            inputs=model_inputs() + selection_inputs(32) + sampling_inputs(949),
+            inputs=model_inputs() + selection_inputs(32) + sampling_inputs(949) + refine_inputs(),
             outputs=[latent_output()],
         )
 
     @classmethod
-    def validate_inputs(cls, width: Any = None, height: Any = None, max_frames: Any = None,
-                        steps: Any = None) -> bool | str:
-        """Static checks; ComfyUI passes a linked input as None (its value is not known yet): checked at run time."""
-        return validate_common(width, height, max_frames, steps)
+    def validate_inputs(cls, width: Any = None, height: Any = None, pose_colors: Any = None) -> bool | str:
+        """Static checks (see validate_common); ComfyUI checks the other inputs' ranges itself."""
+        return validate_common(width, height, pose_colors)
 
     @classmethod
     def execute(cls, model: Any, vae: Any, clip_vision: Any, reference_image: torch.Tensor, poses: Any,
                 reference_pose: Any, width: int = 512, height: int = 768, max_frames: int = 32,
                 frame_interval: int = 1, steps: int = 30, guidance: float = 2.5, seed: int = 11,
                 noise_prior: int = 949, condition_mode: str = "standard",
-                pose_colors: str = POSE_COLORS[0]) -> io.NodeOutput:
+                pose_colors: str = "unianimate", latent: Any = None, denoise: float = 1.0) -> io.NodeOutput:
         model = check_model(model)
-        msg = validate_common(width, height, max_frames, steps)
-        if msg is not True:
-            raise InputError(msg)
+        pose_colors = check_run_inputs(model, width, height, max_frames, pose_colors)
         options = sampler_options(model, steps, guidance)
-        noise_opts = noise_options(noise_prior, "offset_then_prior")
+        noise = noise_options("short", noise_prior)
+        selection = select(poses, max_frames, frame_interval)
+        init = refine_latent(latent, denoise, selection.num_frames, width, height)
         prep = prepare(vae, clip_vision, reference_image, poses, reference_pose, width, height,
-                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval)
+                       model.config.pixel_multiple, condition_mode, pose_colors, max_frames, frame_interval,
+                       selection=selection)
         generator = make_generator(seed)
-        noise = prepare_noise(prep.latent_shape, generator, noise_opts, prior_latent=prep.ref_latent)
         with comfy_bridge.oom_advice(f"sampling {prep.frames} frames at {prep.width}x{prep.height}"):
             unet, options = activate(model, prep, prep.frames, 1, options)
-            progress = comfy_bridge.ComfyProgress(len(options.schedule_timesteps()), model.patcher.load_device)
-            latent = sample_video(unet, noise, prep.cond, options, generator=generator, progress=progress,
-                                  should_cancel=comfy_bridge.should_cancel)
+            steps_run = effective_sampler(options, float(denoise), init is not None)
+            progress = comfy_bridge.ComfyProgress(work_units(prep.frames, "short", steps_run),
+                                                  model.patcher.load_device)
+            (part,) = sample_clip(unet, prep, "short", options, generator=generator, noise=noise, progress=progress,
+                                  should_cancel=comfy_bridge.should_cancel, init_latent=init, denoise=float(denoise))
         log.info("UniAnimate: generated %d frames at %dx%d", prep.frames, prep.width, prep.height)
-        return io.NodeOutput(comfy_bridge.to_comfy_latent(latent))
+        return io.NodeOutput(comfy_bridge.to_comfy_latent(part.latent))

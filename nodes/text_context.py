@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..unianimate_core.errors import InputError, ModelFileNotFoundError
+from ..unianimate_core.model_files import DOWNLOADS
 from . import folders
 
 log = logging.getLogger("UniAnimate")
@@ -122,7 +123,9 @@ def resolve_zero_y(clip: Any, checkpoint_path: str) -> torch.Tensor:
     searched = ", ".join(str(p.parent) for p in cache_candidates(checkpoint_path))
     raise ModelFileNotFoundError(
         "UniAnimate needs the empty-prompt text context of the SD2.x OpenCLIP ViT-H text encoder once. Connect the "
-        "CLIP output of 'Load Checkpoint' (SD2.1: v2-1_512-ema-pruned) to this loader's clip input and run once; "
+        "CLIP output of 'Load Checkpoint' (SD2.1: v2-1_512-ema-pruned), or of 'Load CLIP' (type stable_diffusion) with "
+        f"an SD 2.x text encoder such as {DOWNLOADS['openclip'].name} from {DOWNLOADS['openclip'].url}, to this "
+        "loader's clip input and run once; "
         f"it is then saved as {ZERO_Y_FILENAME} next to the model and later runs need no CLIP "
         f"(searched: {searched})."
     )

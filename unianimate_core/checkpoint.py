@@ -20,15 +20,16 @@ import torch
 
 from .config import UNetConfig
 from .errors import CheckpointError, ModelFileNotFoundError
+from .model_files import DOWNLOADS
 
 log = logging.getLogger("unianimate")
 
 PathLike = Union[str, Path]
 STATE_DICT = dict[str, torch.Tensor]
 
-#: The released weights (temporal-attention model, non-EMA).
-OFFICIAL_FILENAME = "unianimate_16f_32f_non_ema_223000.pth"
-OFFICIAL_URL = "https://huggingface.co/camenduru/unianimate/tree/main"
+#: The released weights (temporal-attention model, non-EMA); name and page from the one download table.
+OFFICIAL_FILENAME = DOWNLOADS["unet"].name
+OFFICIAL_URL = DOWNLOADS["unet"].url
 PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin"}
 SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
 

@@ -4,11 +4,15 @@
   ships in workflows/) to the API format ``/prompt`` takes, the way the frontend's graphToPrompt
   does for plain graphs: notes and muted nodes dropped, links resolved, ``widgets_values``
   assigned to widget inputs in declaration order, skipping the frontend-only values that follow a
-  seed's "control after generate" and an upload combo. Bypassed nodes and subgraphs are refused.
+  seed's "control after generate" and an upload combo. Bypassed nodes (mode 4) are wired through like
+  the frontend does: a link from a bypassed node's output continues from its first input of the same
+  type, and is dropped when there is none. Subgraphs are not supported.
 * :func:`validate_api` checks an API-format prompt against node interfaces in ``/object_info``
   form (the real server's, or the fake's ``GET_NODE_INFO_V1()`` plus the recorded core nodes):
   known node types, required inputs present, no unknown inputs, links to existing outputs of a
-  compatible type, numbers in range, combo values among the options.
+  compatible type, numbers in range, combo values among the options - except, as in ComfyUI, for the
+  inputs a node's own ``validate_inputs`` takes (ComfyUI leaves their range and list checks to it;
+  pass them as ``node_validated``).
 """
 from __future__ import annotations
 
@@ -50,11 +54,22 @@ def ui_to_api(workflow: dict, object_info: dict[str, dict]) -> dict[str, dict]:
     links = {l[0]: l for l in workflow["links"]}
     nodes = {n["id"]: n for n in workflow["nodes"]}
     api: dict[str, dict] = {}
-    for node in workflow["nodes"]:
+
+    def source(link_id: int) -> list | None:
+        """[node id, slot] a link really comes from, through bypassed nodes; None when it leads nowhere."""
+        _, src, slot, _, _, typ = links[link_id]
+        node = nodes[src]
         if node["type"] in FRONTEND_ONLY or node.get("mode", 0) == 2:
-            continue
+            return None
         if node.get("mode", 0) == 4:
-            raise ValueError(f"node {node['id']} ({node['type']}) is bypassed; the shipped workflows must not be")
+            through = next((i for i in node.get("inputs", []) if i.get("type") == typ and i.get("link") is not None),
+                           None)
+            return None if through is None else source(through["link"])
+        return [str(src), slot]
+
+    for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY or node.get("mode", 0) in (2, 4):
+            continue
         if node["type"] not in object_info:
             raise KeyError(f"unknown node type {node['type']!r} (node {node['id']})")
         info = object_info[node["type"]]
@@ -62,10 +77,9 @@ def ui_to_api(workflow: dict, object_info: dict[str, dict]) -> dict[str, dict]:
         for inp in node.get("inputs", []):
             if inp.get("link") is None:
                 continue
-            _, src, slot, _, _, _ = links[inp["link"]]
-            if nodes[src]["type"] in FRONTEND_ONLY or nodes[src].get("mode", 0) == 2:
-                continue
-            inputs[inp["name"]] = [str(src), slot]
+            origin = source(inp["link"])
+            if origin is not None:
+                inputs[inp["name"]] = origin
         values = iter(node.get("widgets_values") or [])
         for _, name, typ, opts in _specs(info):
             if not is_widget(typ, opts):
@@ -99,13 +113,17 @@ def _types(t: Any) -> set[str]:
 
 
 def validate_api(prompt: dict[str, dict], object_info: dict[str, dict],
-                 file_inputs: Iterable[tuple[str, str]] = ()) -> list[str]:
+                 file_inputs: Iterable[tuple[str, str]] = (),
+                 node_validated: dict[str, Iterable[str]] | None = None) -> list[str]:
     """Problems of an API-format prompt; [] when it would pass ComfyUI's static validation.
 
     ``file_inputs``: (class, input) pairs whose combo lists files; any non-empty file name with an
-    extension is accepted there (the real list depends on the user's folders).
+    extension is accepted there (the real list depends on the user's folders). ``node_validated``:
+    {class: input names its ``validate_inputs`` takes}; ComfyUI skips its own range and list checks
+    for those (the caller runs the node's ``validate_inputs`` on them).
     """
     files = set(file_inputs)
+    own = {cls: set(names) for cls, names in (node_validated or {}).items()}
     errors: list[str] = []
     for nid, node in prompt.items():
         cls = node.get("class_type")
@@ -124,6 +142,8 @@ def validate_api(prompt: dict[str, dict], object_info: dict[str, dict],
             _, typ, opts = specs[name]
             if isinstance(value, list):
                 errors += _check_link(nid, cls, name, typ, value, prompt, object_info)
+            elif name in own.get(cls, ()):
+                continue
             else:
                 errors += _check_value(nid, cls, name, typ, opts, value, (cls, name) in files)
     return errors

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,8 +30,8 @@ from comfy_fake.workflow_tools import strip_meta, ui_to_api, validate_api
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
-STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video_first_frame_continuation",
-         "04_single_image_repose"]
+STEMS = ["1 - Short clip", "2 - Long video, sliding windows", "3 - Long video, continuation",
+         "4 - Repose a single image", "5 - Short clip, small downloads"]
 OUR_NODES = {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
              "UniAnimateLongVideoLoop", "UniAnimateLoraLoader"}
 SIZE, DRIVING_FRAMES = 64, 4
@@ -75,14 +77,28 @@ def test_real_schemas_match_the_fake(object_info, fake_object_info):
                     assert ropts == fopts, (node, name)
 
 
+def node_validated() -> dict[str, list[str]]:
+    """Inputs our nodes' validate_inputs take (ComfyUI leaves their range/list checks to the node)."""
+    fake = install_fake_comfy(Path(tempfile.mkdtemp()))
+    try:
+        pack = load_pack("unianimate_host_validate_pack")
+        ext = asyncio.run(pack.comfy_entrypoint())
+        return {c.GET_SCHEMA().node_id: list(inspect.signature(c.validate_inputs).parameters)
+                for c in asyncio.run(ext.get_node_list()) if "validate_inputs" in c.__dict__}
+    finally:
+        unload_pack("unianimate_host_validate_pack")
+        fake.uninstall()
+
+
 def test_shipped_workflows_convert_and_validate_against_the_real_server(object_info):
     files = [(n, i) for n, i in (("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
                                  ("CLIPVisionLoader", "clip_name"), ("LoadUniAnimateModel", "model_name"),
+                                 ("VAELoader", "vae_name"), ("CLIPLoader", "clip_name"),
                                  ("UniAnimatePoseExtractor", "detector_model"), ("UniAnimatePoseExtractor", "pose_model"))]
     for stem in STEMS:
         api = ui_to_api(json.loads((WORKFLOWS / f"{stem}.json").read_text()), object_info)
         assert strip_meta(api) == strip_meta(json.loads((WORKFLOWS / "api" / f"{stem}.json").read_text())), stem
-        assert validate_api(api, object_info, files) == [], stem
+        assert validate_api(api, object_info, files, node_validated()) == [], stem
 
 
 SIGNATURE_PROBE = textwrap.dedent("""
@@ -106,6 +122,8 @@ SIGNATURE_PROBE = textwrap.dedent("""
         "get_filename_list": folder_paths.get_filename_list, "get_full_path": folder_paths.get_full_path,
         "get_full_path_or_raise": folder_paths.get_full_path_or_raise, "get_previewer": latent_preview.get_previewer,
         "add_patches": comfy.model_patcher.ModelPatcher.add_patches, "load_lora": comfy.lora.load_lora,
+        "get_save_image_path": folder_paths.get_save_image_path,
+        "get_output_directory": folder_paths.get_output_directory,
         "decode_latent_to_preview_image": latent_preview.LatentPreviewer.decode_latent_to_preview_image,
         "io.Input": io.Input.__init__, "io.Output": io.Output.__init__, "io.Int.Input": io.Int.Input.__init__,
         "io.Float.Input": io.Float.Input.__init__, "io.Boolean.Input": io.Boolean.Input.__init__,
@@ -173,6 +191,11 @@ def make_inputs(server) -> None:
             out.mux(packet)
 
 
+def latent_prefix(stem: str) -> str:
+    """File-name prefix of the SaveLatent the tests add ("1 - Short clip" -> "1_Short_clip")."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_")
+
+
 def for_test_host(api: dict, models: dict, stem: str) -> dict:
     """The shipped prompt with tiny models and sizes (see the module docstring)."""
     p = copy.deepcopy(api)
@@ -190,6 +213,8 @@ def for_test_host(api: dict, models: dict, stem: str) -> dict:
         ct = node["class_type"]
         if ct == "LoadUniAnimateModel":
             inp["model_name"] = models["unet"]
+        elif ct == "VAELoader":
+            inp["vae_name"] = models["vae"]
         elif ct == "CLIPVisionLoader":
             inp["clip_name"] = models["clip_vision"]
         elif ct == "UniAnimatePoseExtractor":
@@ -203,12 +228,14 @@ def for_test_host(api: dict, models: dict, stem: str) -> dict:
             if ct == "UniAnimateLongVideoLoop":
                 inp.update(context_size=2, context_overlap=1)
             sampler = next(k for k, v in p.items() if v is node)
-    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": f"latents/{stem}"}}
+    p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0],
+                                                        "filename_prefix": f"latents/{latent_prefix(stem)}"}}
     return p
 
 
-EXPECTED_FRAMES = {"01_short_clip": 3, "02_long_video_sliding_windows": DRIVING_FRAMES,
-                   "03_long_video_first_frame_continuation": DRIVING_FRAMES, "04_single_image_repose": 1}
+EXPECTED_FRAMES = {"1 - Short clip": 3, "2 - Long video, sliding windows": DRIVING_FRAMES,
+                   "3 - Long video, continuation": DRIVING_FRAMES, "4 - Repose a single image": 1,
+                   "5 - Short clip, small downloads": 3}
 
 
 @pytest.fixture(scope="module")
@@ -226,13 +253,13 @@ def test_shipped_workflow_runs_with_tiny_models(comfy_server, client, prepared, 
     frames = EXPECTED_FRAMES[stem]
 
     from safetensors.torch import load_file
-    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{stem}*.latent"))[-1:]
+    (latent_file,) = sorted((comfy_server.output / "latents").glob(f"{latent_prefix(stem)}_0*.latent"))[-1:]
     latent = load_file(str(latent_file))["latent_tensor"]
     assert latent.shape == (frames, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
 
     outputs = [item for node in result.outputs.values() for items in node.values() if isinstance(items, list)
                for item in items if isinstance(item, dict) and "filename" in item]
-    if stem == "04_single_image_repose":
+    if stem == "4 - Repose a single image":
         (png,) = [comfy_server.output / o.get("subfolder", "") / o["filename"] for o in outputs if o["filename"].endswith(".png")]
         assert Image.open(png).size == (SIZE, SIZE)
     else:
@@ -244,13 +271,62 @@ def test_shipped_workflow_runs_with_tiny_models(comfy_server, client, prepared, 
         assert len(decoded) == frames and decoded[0].shape == (SIZE, SIZE, 3)
 
 
+LEGACY = REPO / "tests" / "nodes" / "data" / "legacy_workflows"
+
+
+@pytest.mark.slow
+def test_workflow_saved_with_old_combo_labels_runs(comfy_server, client, prepared):
+    """The shipped 01 as it was saved before the combos got short keys (display labels in the sampler, the
+    extractors and the aligner) passes the real server's validation and runs."""
+    api = json.loads((LEGACY / "api" / "01_short_clip.json").read_text())
+    assert "UniAnimate (trained colours)" in json.dumps(api)
+    client.run(for_test_host(api, prepared, "legacy_01"), timeout=900)
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob("legacy_01*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape == (3, 4, SIZE // 8, SIZE // 8)
+
+
+@pytest.mark.slow
+def test_video_to_video_refines_an_encoded_video(comfy_server, client, prepared):
+    """LATENT in on the real server: the driving video, scaled and encoded with VAE Encode (ComfyUI's
+    frames-in-batch latent), refined by the sampler at denoise 0.5."""
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "1 - Short clip.json").read_text()), prepared, "v2v")
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
+    frames = next(k for k, v in prompt.items() if v["class_type"] == "GetVideoComponents")
+    prompt["950"] = {"class_type": "ImageScale", "inputs": {"image": [frames, 0], "upscale_method": "bilinear",
+                                                             "width": SIZE, "height": SIZE, "crop": "disabled"}}
+    prompt["951"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["950", 0], "batch_index": 0, "length": 3}}
+    prompt["952"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["951", 0], "vae": prompt[sampler]["inputs"]["vae"]}}
+    prompt[sampler]["inputs"].update(latent=["952", 0], denoise=0.5)
+    client.run(prompt, timeout=900)
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob("v2v*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape == (3, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
+
+
+def test_size_not_a_multiple_of_64_is_rejected_naming_the_input(client, prepared):
+    api = json.loads((WORKFLOWS / "api" / "1 - Short clip.json").read_text())
+    prompt = for_test_host(api, prepared, "bad_size")
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
+    prompt[sampler]["inputs"]["height"] = 100
+    with pytest.raises(Exception) as err:
+        client.run(prompt, timeout=120)
+    errors = err.value.payload["node_errors"][sampler]["errors"]
+    assert {e["extra_info"]["input_name"] for e in errors} == {"width", "height", "pose_colors"}
+    assert all("height = 100 is not a multiple of 64" in e["details"] and "use 64 or 128" in e["details"]
+               for e in errors), errors
+
+
 def test_missing_model_is_rejected_with_the_fix(client, prepared):
-    api = json.loads((WORKFLOWS / "api" / "01_short_clip.json").read_text())
-    prompt = for_test_host(api, {**prepared, "unet": "nope.pth"}, "01_short_clip")
+    api = json.loads((WORKFLOWS / "api" / "1 - Short clip.json").read_text())
+    prompt = for_test_host(api, {**prepared, "unet": "nope.pth"}, "missing_model")
     with pytest.raises(Exception) as err:
         client.run(prompt, timeout=120)
     text = str(err.value)
     assert "nope.pth" in text and "unianimate_16f_32f_non_ema_223000.pth" in text and "models/unianimate" in text
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "LoadUniAnimateModel")
+    errors = err.value.payload["node_errors"][loader]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["model_name"]  # shown once, under model_name
 
 
 # -------------------------------------------------------------------- empty-prompt context, CLIP input
@@ -261,6 +337,7 @@ ZERO_Y_PROBE = textwrap.dedent("""
     import comfy.options; comfy.options.enable_args_parsing()
     import torch, comfy.sd, comfy.supported_models_base as smb, comfy.clip_model
     from comfy.text_encoders import sd2_clip
+    import folder_paths, comfy.model_management, comfy_api.latest  # what ComfyUI has imported before it loads packs
 
     spec = importlib.util.spec_from_file_location("unianimate_probe_pack", {init!r}, submodule_search_locations=[{repo!r}])
     pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack; spec.loader.exec_module(pack)
@@ -325,7 +402,7 @@ def test_new_seed_reruns_only_the_sampler_with_live_previews(comfy_server, clien
     """A second run that only changes the seed reuses the loaded UniAnimate model, the poses and the
     other loaders from ComfyUI's cache and reruns the sampler, here with previews on (the frontend's
     setting, sent per prompt), so the sampler feeds ComfyUI's latent->RGB previewer every step."""
-    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "04_single_image_repose.json").read_text()), prepared,
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "4 - Repose a single image.json").read_text()), prepared,
                            "preview_check")
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateSampler")
     loader = next(k for k, v in prompt.items() if v["class_type"] == "LoadUniAnimateModel")
@@ -341,17 +418,21 @@ def test_new_seed_reruns_only_the_sampler_with_live_previews(comfy_server, clien
 
 
 @pytest.mark.slow
-def test_cancelled_continuation_keeps_finished_segments(comfy_server, client, prepared):
-    """Cancel (POST /interrupt) during the second segment: the finished first segment is returned and
-    the rest of the workflow decodes and saves it."""
+@pytest.mark.timeout(2400)  # two runs of 3 x 40 steps plus the CLIP-vision encode, on a shared CPU
+def test_cancelled_continuation_is_a_cancel_that_saves_finished_segments(comfy_server, client, prepared):
+    """Cancel (POST /interrupt) during the second segment: ComfyUI reports the job as interrupted (nothing
+    downstream ran, nothing was cached), the finished first segment is in the output folder (latent in
+    Save Latent's format + decoded mp4), and queueing the same prompt again computes it again."""
     import threading
     import urllib.request
 
-    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "03_long_video_first_frame_continuation.json").read_text()),
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "3 - Long video, continuation.json").read_text()),
                            prepared, "cancel_check")
-    loop = next(v for v in prompt.values() if v["class_type"] == "UniAnimateLongVideoLoop")
-    loop["inputs"]["steps"] = 40  # long enough segments to cancel inside the second one
+    loop_id = next(k for k, v in prompt.items() if v["class_type"] == "UniAnimateLongVideoLoop")
+    prompt[loop_id]["inputs"]["steps"] = 40  # long enough segments to cancel inside the second one
     log_start = len(comfy_server.log_text())
+    saved_dir = comfy_server.output / "UniAnimate"
+    before = set(saved_dir.glob("cancelled_long_video_*")) if saved_dir.exists() else set()
 
     def cancel_after_first_segment():
         t0 = time.time()
@@ -365,13 +446,32 @@ def test_cancelled_continuation_keeps_finished_segments(comfy_server, client, pr
 
     watcher = threading.Thread(target=cancel_after_first_segment, daemon=True)
     watcher.start()
-    client.run(prompt, timeout=900)
+    entry = client.wait(client.submit(prompt), timeout=900)
     watcher.join(timeout=5)
+    events = [event for event, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in events and "execution_success" not in events, events
+    assert entry["status"]["status_str"] != "success"
     log = comfy_server.log_text()[log_start:]
     assert "cancelled after 1 of 3 segments" in log, log[-3000:]
+    assert not list((comfy_server.output / "latents").glob("cancel_check*.latent"))  # downstream never ran
+
     from safetensors.torch import load_file
-    latent = load_file(str(sorted((comfy_server.output / "latents").glob("cancel_check*.latent"))[-1]))["latent_tensor"]
-    assert latent.shape[0] == 2  # segment 0: frames 0 and 1
+    new = sorted(set(saved_dir.glob("cancelled_long_video_*")) - before)
+    assert [p.suffix for p in new] == [".latent", ".mp4"], new
+    partial = load_file(str(new[0]))["latent_tensor"]
+    assert partial.shape == (2, 4, SIZE // 8, SIZE // 8)  # segment 0: frames 0 and 1
+    import av
+    with av.open(str(new[1])) as container:
+        assert len([f for f in container.decode(video=0)]) == 2
+
+    # the same prompt again: recomputed (not served from a cache of the truncated result), all 4 frames
+    again = client.wait(client.submit(prompt), timeout=900)
+    assert again["status"]["status_str"] == "success", again["status"]
+    cached = [n for event, data in again["status"]["messages"] if event == "execution_cached" for n in data["nodes"]]
+    assert loop_id not in cached
+    full = load_file(str(sorted((comfy_server.output / "latents").glob("cancel_check*.latent"))[-1]))["latent_tensor"]
+    assert full.shape == (DRIVING_FRAMES, 4, SIZE // 8, SIZE // 8)
+    torch.testing.assert_close(full[:2], partial, rtol=1e-5, atol=1e-5)  # same seed: the same first segment
 
 
 # ------------------------------------------------------------------------------------------- LoRA

@@ -41,7 +41,7 @@ def test_sliding_windows_match_the_core_and_report_whole_job_progress(host, loop
     core = host.pack.unianimate_core.diffusion
     prep = host.pack.nodes.conditioning.prepare(
         inputs["vae"], inputs["clip_vision"], inputs["reference_image"], inputs["poses"], inputs["reference_pose"],
-        W, H, 64, "standard", host.pack.nodes.conditioning.POSE_COLORS[0], 0, 1)
+        W, H, 64, "standard", "unianimate", 0, 1)
     g = torch.Generator().manual_seed(3)
     noise = core.prepare_noise(prep.latent_shape, g, core.NoiseOptions(0.1, 939, "prior_then_offset"),
                                prior_latent=prep.ref_latent)
@@ -75,18 +75,39 @@ def cancel_at(host, value):
     return mm
 
 
-def test_cancelled_continuation_keeps_finished_segments(host, loop, inputs):
+def test_cancelled_continuation_saves_finished_segments_and_stays_a_cancel(host, loop, inputs):
+    """Cancel during segment 2: the interrupt reaches ComfyUI (the job is reported cancelled, nothing is
+    cached, nothing downstream runs), and before that segment 1's frames are written to the output
+    folder - their latent in Save Latent's format (exactly the uncancelled run's first frames) and
+    their video decoded with the workflow's VAE."""
+    from safetensors.torch import load_file
+
+    from unianimate_core.pipeline.video import read_clip
+
     full = loop.execute(**inputs, strategy="first_frame_continuation")[0]["samples"]
-    cancel_at(host, 3)  # first step of the second segment
-    samples = loop.execute(**inputs, strategy="first_frame_continuation")[0]["samples"]
-    assert samples.shape[0] == 3  # segment 0 only: exactly the frames the uncancelled run starts with
-    torch.testing.assert_close(samples, full[:3], rtol=0, atol=0)
+    mm = cancel_at(host, 3)  # first step of the second segment
+    with pytest.raises(mm.InterruptProcessingException):
+        loop.execute(**inputs, strategy="first_frame_continuation")
+    out = host.base / "output" / "UniAnimate"
+    assert sorted(p.name for p in out.iterdir()) == ["cancelled_long_video_00001_.latent",
+                                                     "cancelled_long_video_00001_.mp4"]
+    saved = load_file(str(out / "cancelled_long_video_00001_.latent"))
+    assert set(saved) == {"latent_tensor", "latent_format_version_0"}
+    torch.testing.assert_close(saved["latent_tensor"], full[:3], rtol=0, atol=0)  # segment 0: frames 0-2
+    clip = read_clip(out / "cancelled_long_video_00001_.mp4")
+    assert len(clip.frames) == 3 and clip.frames[0].shape == (H, W, 3)
+    # a second cancelled job gets the next number, never overwrites the first
+    cancel_at(host, 3)
+    with pytest.raises(mm.InterruptProcessingException):
+        loop.execute(**inputs, strategy="first_frame_continuation")
+    assert (out / "cancelled_long_video_00002_.latent").is_file()
 
 
 def test_cancel_without_keeping(host, loop, inputs):
     mm = cancel_at(host, 3)
     with pytest.raises(mm.InterruptProcessingException):
         loop.execute(**inputs, strategy="first_frame_continuation", keep_finished_on_cancel=False)
+    assert not (host.base / "output" / "UniAnimate").exists()
 
 
 def test_cancelled_sliding_windows_is_a_plain_cancel(host, loop, inputs):
@@ -103,8 +124,9 @@ def test_short_sequence_is_one_window(host, loop, inputs):
 
 def test_validation(loop):
     assert loop.validate_inputs(context_size=32, context_overlap=8) is True
-    assert "context_overlap" in loop.validate_inputs(context_size=8, context_overlap=8)
-    assert "context_size" in loop.validate_inputs(context_size=1)
+    assert loop.validate_inputs(context_size=8, context_overlap=8).startswith("context_overlap = 8 must be smaller")
+    assert loop.validate_inputs(context_size=1).startswith("context_size = 1")
+    assert loop.validate_inputs(width=96, context_size=1).startswith("width = 96 is not a multiple of 64")
     # a linked context_size is unknown at validation time: a large overlap is not rejected against a default
     assert loop.validate_inputs(context_overlap=40) is True
     with pytest.raises(ValueError, match="strategy"):
@@ -122,3 +144,18 @@ def test_bad_options_stop_before_the_encoders_run(loop, inputs, change, message)
     with pytest.raises(ValueError, match=message):
         loop.execute(**{**inputs, "clip_vision": clip, **change})
     assert clip.seen_images == []  # CLIP vision costs ~20 s per image on a CPU: never wasted on a bad option
+
+
+@pytest.mark.parametrize("strategy", ["sliding_windows", "first_frame_continuation"])
+def test_long_video_refines_a_latent(loop, inputs, strategy):
+    """Both strategies take a latent: low denoise keeps it, denoise 1 replaces it (see test_sampler)."""
+    g = torch.Generator().manual_seed(1)
+    given = torch.randn(5, 4, H // 8, W // 8, generator=g) * 4
+    kept = loop.execute(**inputs, strategy=strategy, latent={"samples": given}, denoise=0.02)[0]["samples"]
+    redone = loop.execute(**inputs, strategy=strategy, latent={"samples": given}, denoise=1.0)[0]["samples"]
+    assert kept.shape == given.shape
+    near = float((kept - given).abs().mean() / given.abs().mean())
+    far = float((redone - given).abs().mean() / given.abs().mean())
+    assert near < far / 4 and far > 0.5, (near, far)
+    with pytest.raises(ValueError, match="latent has 4 frames but this run generates 5"):
+        loop.execute(**inputs, strategy=strategy, latent={"samples": given[:4]})

@@ -14,7 +14,7 @@ from comfy_fake.models import FakeClipVision, FakeVAE
 from node_helpers import images, install_tiny_model
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "dwpose"
-OPENPOSE = "OpenPose (standard colours)"
+OPENPOSE = "openpose"
 
 
 def photo(name: str) -> torch.Tensor:
@@ -54,6 +54,17 @@ def test_extractor_outputs_pose_keypoint_and_trained_style_image(host, nodes, dw
     # OpenPose colours are the same drawing with R and B swapped back
     _, openpose = extractor.execute(images=image, colors=OPENPOSE).args
     assert torch.equal(openpose, rendered[..., [2, 1, 0]])
+
+
+def test_old_colour_labels_of_saved_workflows_still_work(nodes, dwpose_models):
+    """Workflows saved before the short keys store display labels; validation accepts them, the nodes map them."""
+    extractor, align = nodes
+    old = "OpenPose (standard colours)"
+    assert extractor.validate_inputs(colors=old) is True and align.validate_inputs(colors=old) is True
+    assert align.validate_inputs(colors="sepia") == "colors = 'sepia' is not one of unianimate, openpose."
+    image = photo("astronaut.png")
+    assert torch.equal(extractor.execute(images=image, colors=old).args[1],
+                       extractor.execute(images=image, colors="openpose").args[1])
 
 
 def test_render_keeps_aspect_ratio(nodes, dwpose_models):
@@ -115,6 +126,7 @@ def test_missing_model_file_says_where_to_get_it(host, nodes):
     extractor, _ = nodes
     msg = extractor.validate_inputs(detector_model="yolox_l.onnx", pose_model="dw-ll_ucoco_384.onnx")
     assert isinstance(msg, str) and "huggingface.co/yzd-v/DWPose" in msg and str(host.models / "dwpose") in msg
+    assert msg.startswith("detector_model: ") and " pose_model: " in msg  # each message names its input
     with pytest.raises(ValueError, match="yolox_l.onnx"):
         extractor.execute(images=photo("astronaut.png"))
 

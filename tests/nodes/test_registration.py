@@ -1,6 +1,8 @@
 """The pack registers like a ComfyUI V3 extension: stable node ids, tooltips, model folders."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncio
 import inspect
 import os
@@ -112,9 +114,13 @@ def test_legacy_locations_are_searched(host):
     assert find("dw-ll_ucoco_384.onnx") == old / "dw-ll_ucoco_384.onnx"
     with pytest.raises(ValueError, match="missing.onnx.*was not found"):
         find("missing.onnx")
-    # the same folders as the command line searches (one shared definition of the legacy places)
-    cli = host.pack.unianimate_core.pipeline.models.search_dirs([], environ={"COMFYUI_PATH": str(host.base)})
-    assert old in cli and aux in cli
+    # the same folders in the same order as the core's one search (the command line's) below this ComfyUI
+    core = host.pack.unianimate_core.model_files.search_dirs([], environ={"COMFYUI_PATH": str(host.base)},
+                                                             official_layout=False)
+    registered = [Path(p) for p in fp.get_folder_paths("dwpose")]
+    assert old in core and aux in core
+    assert [d for d in registered if d.is_dir()] == [d for d in core if d.is_dir()]
+    assert registered[:5] == [host.models / s for s in ("dwpose", "unianimate", "checkpoints", "clip_vision", "vae")]
 
 
 def test_dwpose_combo_lists_files_from_every_dwpose_folder(host):

@@ -132,7 +132,7 @@ def test_single_pose_repose(sampler, inputs):
 def test_openpose_colours_are_converted(sampler, inputs):
     swapped = {**inputs, "poses": inputs["poses"][..., [2, 1, 0]], "reference_pose": inputs["reference_pose"][..., [2, 1, 0]]}
     a = sampler.execute(**inputs)[0]["samples"]
-    b = sampler.execute(**swapped, pose_colors="OpenPose (other packs, e.g. controlnet_aux)")[0]["samples"]
+    b = sampler.execute(**swapped, pose_colors="openpose")[0]["samples"]
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -153,11 +153,13 @@ def test_noise_prior_input_is_used(sampler, inputs):
     assert a.shape == b.shape and torch.isfinite(a).all() and not torch.allclose(a, b)
 
 
-def test_size_is_rounded_to_64_with_a_note(sampler, inputs, caplog):
-    with caplog.at_level(logging.WARNING, logger="UniAnimate"):
-        out = sampler.execute(**{**inputs, "width": 100, "height": 200})[0]["samples"]
-    assert out.shape[-2:] == (24, 16)  # 128 x 192 pixels
-    assert "100x200" in caplog.text and "128x192" in caplog.text
+def test_size_not_a_multiple_of_64_is_refused_naming_the_input(sampler, inputs):
+    """A linked size (not seen by validate_inputs) is checked before anything runs; nothing is rounded silently."""
+    clip = FakeClipVision()
+    with pytest.raises(ValueError, match=r"^width = 100 is not a multiple of 64 .*use 64 or 128\. "
+                                         r"height = 200 is not a multiple of 64 .*use 192 or 256\.$"):
+        sampler.execute(**{**inputs, "clip_vision": clip, "width": 100, "height": 200})
+    assert clip.seen_images == []
 
 
 def test_landscape_and_portrait(sampler, inputs):
@@ -166,12 +168,26 @@ def test_landscape_and_portrait(sampler, inputs):
 
 
 def test_validate_inputs(sampler):
-    assert sampler.validate_inputs(width=512, height=768, max_frames=32, steps=30) is True
-    assert sampler.validate_inputs(width=None, height=None, max_frames=None, steps=None) is True  # linked
+    assert sampler.validate_inputs(width=512, height=768, pose_colors="openpose") is True
+    assert sampler.validate_inputs(width=None, height=None, pose_colors=None) is True  # linked
     assert sampler.validate_inputs() is True  # linked inputs are left out altogether
-    assert "width" in sampler.validate_inputs(width=32)
-    assert "steps" in sampler.validate_inputs(steps=0)
-    assert "max_frames" in sampler.validate_inputs(max_frames=-1)
+    # every message starts with the input it is about (ComfyUI shows it under each input validate_inputs takes)
+    assert sampler.validate_inputs(width=32).startswith("width = 32 is too small")
+    assert sampler.validate_inputs(height=700).startswith("height = 700 is not a multiple of 64")
+    assert sampler.validate_inputs(width=8192).startswith("width = 8192 is above the maximum")
+    assert sampler.validate_inputs(pose_colors="rainbow") == "pose_colors = 'rainbow' is not one of unianimate, openpose."
+    # the inputs ComfyUI range-checks itself (steps, max_frames, ...) are not taken: their errors show only there
+    import inspect
+    assert list(inspect.signature(sampler.validate_inputs).parameters) == ["width", "height", "pose_colors"]
+
+
+def test_old_colour_labels_of_saved_workflows_still_work(sampler, inputs):
+    """Workflows saved before the combos had short keys store the display labels; they validate and run."""
+    old = "OpenPose (other packs, e.g. controlnet_aux)"
+    assert sampler.validate_inputs(width=64, height=64, pose_colors=old) is True
+    a = sampler.execute(**{**inputs, "pose_colors": "openpose"})[0]["samples"]
+    b = sampler.execute(**{**inputs, "pose_colors": old})[0]["samples"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -186,6 +202,8 @@ def test_validate_inputs(sampler):
     ({"poses": torch.rand(3, 64, 64)}, "poses got .* MASK"),
     ({"reference_image": images(1, 64, 64, seed=1)[..., :2]}, r"shape \(1, 64, 64, 2\)"),
     ({"condition_mode": "everything"}, "condition_mode"),
+    ({"pose_colors": "rainbow"}, "pose_colors must be one of unianimate, openpose"),
+    ({"max_frames": -1}, "max_frames must be 0"),
     ({"model": "not a model"}, "Load UniAnimate Model"),
 ])
 def test_wrong_inputs_get_actionable_errors(sampler, inputs, change, message):
@@ -228,3 +246,64 @@ def test_guidance_passes_run_one_after_the_other_when_memory_is_short(host, samp
     assert set(calls) == {1} and len(calls) == 2 * 2  # two passes of batch 1 per step, 2 steps
     assert "one after the other" in caplog.text
     torch.testing.assert_close(sequential, batched, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- LATENT in
+def record_timesteps(monkeypatch, unet):
+    seen = []
+    original = unet.forward
+
+    def recording(x, t, **kw):
+        seen.append(int(t.reshape(-1)[0]))
+        return original(x, t, **kw)
+
+    monkeypatch.setattr(unet, "forward", recording)
+    return seen
+
+
+def test_refining_a_latent_runs_the_lower_part_of_the_schedule(sampler, inputs, monkeypatch):
+    """denoise 0.5 with 2 steps: ComfyUI's convention is the last 2 timesteps of a 4-step schedule; the
+    official 4-step list is 1 + (0, 250, 500, 750) -> its last two are 251 and 1."""
+    first = sampler.execute(**inputs)[0]["samples"]
+    seen = record_timesteps(monkeypatch, inputs["model"].unet)
+    refined = sampler.execute(**inputs, latent={"samples": first}, denoise=0.5)[0]["samples"]
+    assert sorted(set(seen), reverse=True) == [251, 1]
+    assert refined.shape == first.shape and torch.isfinite(refined).all()
+
+
+def test_low_denoise_keeps_the_latent_high_denoise_replaces_it(sampler, inputs):
+    """At t = 11 (denoise 0.02) the noised latent is mostly signal (noise std ~0.1 against a signal of
+    ~0.7 in model space here), so the result stays near the input; at denoise 1.0 the start is almost
+    pure noise and the result is far from it (measured: 0.19 vs 1.6 mean relative distance)."""
+    g = torch.Generator().manual_seed(0)
+    given = torch.randn(3, 4, H // 8, W // 8, generator=g) * 4
+    kept = sampler.execute(**inputs, latent={"samples": given}, denoise=0.02)[0]["samples"]
+    redone = sampler.execute(**inputs, latent={"samples": given}, denoise=1.0)[0]["samples"]
+    near = float((kept - given).abs().mean() / given.abs().mean())
+    far = float((redone - given).abs().mean() / given.abs().mean())
+    assert near < far / 4 and far > 0.5, (near, far)
+
+
+def test_refining_is_seeded_and_differs_from_a_fresh_run(sampler, inputs):
+    first = sampler.execute(**inputs)[0]["samples"]
+    a = sampler.execute(**inputs, latent={"samples": first}, denoise=0.6)[0]["samples"]
+    b = sampler.execute(**inputs, latent={"samples": first}, denoise=0.6)[0]["samples"]
+    assert torch.equal(a, b) and not torch.allclose(a, first)
+
+
+@pytest.mark.parametrize("latent, denoise, message", [
+    ({"samples": torch.zeros(2, 4, 8, 8)}, 1.0, "latent has 2 frames but this run generates 3"),
+    ({"samples": torch.zeros(3, 4, 8, 16)}, 1.0, r"latent is 16x8 latent pixels \(128x64 pixels\) but width x height is 64x64"),
+    ({"samples": torch.zeros(1, 16, 3, 8, 8)}, 1.0, "video latents .* VAE Encode"),
+    ({"samples": torch.zeros(3, 16, 8, 8)}, 1.0, r"\(frames, 4, height/8, width/8\)"),
+    ({"samples": torch.zeros(3, 4, 8, 8), "noise_mask": torch.ones(3, 1, 64, 64)}, 1.0, "noise mask"),
+    ({"samples": torch.full((3, 4, 8, 8), float("nan"))}, 1.0, "NaN"),
+    ("not a latent", 1.0, "must be a ComfyUI LATENT"),
+    (None, 0.5, "denoise 0.5 needs a latent"),
+    ({"samples": torch.zeros(3, 4, 8, 8)}, 0.0, "denoise must be in 0.01..1.0"),
+])
+def test_a_latent_that_does_not_fit_is_refused_before_the_encoders_run(sampler, inputs, latent, denoise, message):
+    clip = FakeClipVision()
+    with pytest.raises(ValueError, match=message):
+        sampler.execute(**{**inputs, "clip_vision": clip}, latent=latent, denoise=denoise)
+    assert clip.seen_images == []

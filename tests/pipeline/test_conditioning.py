@@ -107,6 +107,13 @@ def test_uint8_round_versus_official_truncation():
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(PipelineError, match="multiple of 64"):
         C.check_size(500, 768, 64)
+    # each message names the input and the two nearest usable sizes
+    assert C.size_problem("width", 500, 64) == ("width = 500 is not a multiple of 64 (the VAE's factor 8 times one "
+                                                "halving per UNet level); use 448 or 512.")
+    assert "height = 32 is too small" in C.size_problem("height", 32, 64)
+    assert C.size_problem("height", 768, 64) is None
+    with pytest.raises(PipelineError, match="width = 500.*height = 700"):
+        C.check_size(500, 700, 64)
     with pytest.raises(PipelineError, match="NaN"):
         C.to_uint8_hwc(torch.full((4, 4, 3), float("nan")))
     with pytest.raises(PipelineError):

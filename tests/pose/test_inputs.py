@@ -145,4 +145,5 @@ def test_extraction_arguments_are_checked_before_running_the_detector():
 
 def test_one_extra_search_folder_given_as_a_string(tmp_path):
     dirs = default_search_dirs(extra_dirs=str(tmp_path), environ={})
-    assert dirs == [tmp_path]  # not one folder per character
+    # not one folder per character: the folder itself, then its model sub-folders
+    assert dirs == [tmp_path] + [tmp_path / sub for sub in ("dwpose", "unianimate", "checkpoints", "clip_vision", "vae")]

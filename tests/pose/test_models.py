@@ -15,20 +15,32 @@ def _rel(paths: list[Path], root: Path) -> list[str]:
 
 def test_search_order_covers_our_folder_and_legacy_packs(tmp_path):
     models, nodes = tmp_path / "models", tmp_path / "custom_nodes"
+    for pack in ("ComfyUI-UniAnimate-W", "ComfyUI-UniAnimate", "comfyui_controlnet_aux", "SomethingElse"):
+        (nodes / pack).mkdir(parents=True)
     dirs = default_search_dirs(models, nodes, extra_dirs=[tmp_path / "mine"], environ={})
     assert _rel(dirs, tmp_path) == [
-        "mine",
-        "models/unianimate",
-        "models/dwpose",
-        "models/checkpoints",
-        "custom_nodes/ComfyUI-UniAnimate-W/checkpoints",
-        "custom_nodes/ComfyUI-UniAnimate-W/UniAnimate/checkpoints",
-        "custom_nodes/ComfyUI-UniAnimate-W/checkpoints/iic/unianimate",
+        "mine", "mine/dwpose", "mine/unianimate", "mine/checkpoints", "mine/clip_vision", "mine/vae",
+        "models/dwpose", "models/unianimate", "models/checkpoints", "models/clip_vision", "models/vae",
         "custom_nodes/ComfyUI-UniAnimate/checkpoints",
         "custom_nodes/ComfyUI-UniAnimate/UniAnimate/checkpoints",
         "custom_nodes/ComfyUI-UniAnimate/checkpoints/iic/unianimate",
+        "custom_nodes/ComfyUI-UniAnimate-W/checkpoints",
+        "custom_nodes/ComfyUI-UniAnimate-W/UniAnimate/checkpoints",
+        "custom_nodes/ComfyUI-UniAnimate-W/checkpoints/iic/unianimate",
         "custom_nodes/comfyui_controlnet_aux/ckpts/yzd-v/DWPose",
     ]
+
+
+def test_it_is_the_command_lines_search(tmp_path):
+    """One model-file search: the DWPose loader's folders are those of the command line, in its order."""
+    from unianimate_core.pipeline.models import search_dirs
+
+    root = tmp_path / "ComfyUI"
+    (root / "custom_nodes" / "ComfyUI-UniAnimate-W").mkdir(parents=True)
+    env = {"COMFYUI_PATH": str(root)}
+    cli = search_dirs([tmp_path / "mine"], environ=env, cwd=tmp_path)
+    pose = default_search_dirs(root / "models", root / "custom_nodes", extra_dirs=[tmp_path / "mine"], environ={})
+    assert cli[:len(pose)] == pose
 
 
 def test_lower_case_manager_install_and_aux_env_are_found(tmp_path):

@@ -7,7 +7,7 @@ docs/headless.md for the list and the rules they implement.
 from .conditioning import (
     CLIP_MEAN, CLIP_SIZE, CLIP_STD, LATENT_SCALE, check_size, clip_input, clip_normalize, clip_pixels,
     frames_from_decoded, latents_for_decode, posterior_sample, reference_latent, resize_frames,
-    squash_resize_u8, to_uint8_hwc, vae_input,
+    size_problem, squash_resize_u8, to_uint8_hwc, vae_input,
 )
 from .encoders import ImageEncoder, LatentCodec, TinyImageEncoder, TinyVAE
 from .errors import MediaError, PipelineError
@@ -20,5 +20,5 @@ __all__ = [
     "MediaError", "NOISE_BANNER", "PipelineError", "TinyImageEncoder", "TinyVAE", "burn_banner", "check_size",
     "clip_input", "clip_normalize", "clip_pixels", "frames_from_decoded", "latents_for_decode", "posterior_sample",
     "read_clip", "read_image", "reference_latent", "resize_frames", "select_frames", "side_by_side",
-    "squash_resize_u8", "to_uint8", "to_uint8_hwc", "vae_input", "write_video",
+    "size_problem", "squash_resize_u8", "to_uint8", "to_uint8_hwc", "vae_input", "write_video",
 ]

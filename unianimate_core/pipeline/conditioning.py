@@ -11,8 +11,10 @@ identical inputs:
   bicubic + centre-crop preprocessing;
 * pose and first-frame pixels stay in ``[0, 1]`` (docs/official_behaviour.md#value-ranges); the VAE input
   is ``[-1, 1]``;
-* the reference latent is a posterior **sample** (mean + std * randn) times 0.18215
-  (docs/official_behaviour.md#posterior-sample).
+* the reference latent is the VAE posterior **mean** times 0.18215 in every front end (a documented
+  deviation: the official code draws a posterior sample, docs/official_behaviour.md#posterior-sample;
+  see ``prepare.py``); ``posterior_sample`` / ``reference_latent`` reproduce the official draw for
+  parity work.
 
 Images may be given as PIL images, ``uint8`` arrays ``(H, W, 3)`` or float tensors in ``[0, 1]``
 shaped ``(H, W, 3)`` / ``(N, H, W, 3)`` (ComfyUI's IMAGE layout). Float images are rounded to 8 bit
@@ -162,6 +164,13 @@ def posterior_sample(moments: torch.Tensor, generator: torch.Generator | None = 
     return mean + std * noise
 
 
+def posterior_mean(moments: torch.Tensor) -> torch.Tensor:
+    """The mean half of VAE moments ``(B, 2C, h, w)`` -> ``(B, C, h, w)`` float32 (what ComfyUI's VAE.encode gives)."""
+    if moments.ndim != 4 or moments.shape[1] % 2:
+        raise PipelineError(f"VAE moments must be (B, 2*C, h, w) (mean and log-variance); got {tuple(moments.shape)}.")
+    return moments.float().chunk(2, dim=1)[0]
+
+
 def reference_latent(moments: torch.Tensor, generator: torch.Generator | None = None,
                      scale: float = LATENT_SCALE) -> torch.Tensor:
     """The official ``randomref`` latent: a posterior sample times 0.18215, ``(B, C, h, w)``
@@ -182,17 +191,26 @@ def frames_from_decoded(decoded: torch.Tensor) -> torch.Tensor:
     return (decoded.float() * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
-def check_size(width: int, height: int, multiple: int) -> None:
-    """Raise an actionable error unless ``width`` and ``height`` are positive multiples of ``multiple``.
+def size_problem(name: str, value: int, multiple: int) -> str | None:
+    """Why ``value`` cannot be the output ``name`` ("width"/"height"), or None when it can.
 
     The UNet halves the latent once per level, so pixel sizes must divide by ``8 * 2**(levels - 1)``
-    (64 for the released model, docs/official_behaviour.md#size-multiple).
+    (64 for the released model, docs/official_behaviour.md#size-multiple). The message names the input
+    and the two nearest sizes.
     """
-    if width <= 0 or height <= 0 or width % multiple or height % multiple:
-        def nearest(v: int) -> int:
-            return max(multiple, int(round(v / multiple)) * multiple)
-        raise PipelineError(
-            f"size {width}x{height} is not a multiple of {multiple} pixels in both directions, which "
-            f"this model needs (VAE factor 8 times one halving per UNet level); use e.g. "
-            f"{nearest(width)}x{nearest(height)}."
-        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{name} must be a whole number of pixels; got {value!r}."
+    if value < multiple:
+        return f"{name} = {value} is too small: use at least {multiple} pixels."
+    if value % multiple:
+        low = value // multiple * multiple
+        return (f"{name} = {value} is not a multiple of {multiple} (the VAE's factor 8 times one halving per UNet "
+                f"level); use {low} or {low + multiple}.")
+    return None
+
+
+def check_size(width: int, height: int, multiple: int) -> None:
+    """Raise an actionable error unless ``width`` and ``height`` are positive multiples of ``multiple``."""
+    problems = [p for p in (size_problem("width", width, multiple), size_problem("height", height, multiple)) if p]
+    if problems:
+        raise PipelineError(" ".join(problems))

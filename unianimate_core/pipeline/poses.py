@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal, Sequence, TextIO
 
 import numpy as np
 
+from ..model_files import DWPOSE_PAGE
 from ..pose.keypoints import PoseFrame, person_from_wholebody
 from ..pose.render import render_pose
 from ..pose.selection import select_person
@@ -142,9 +143,9 @@ def choose_extractor(backend: str, dwpose_files: tuple[Path, Path] | None,
             return "dwpose", ext
         if backend == "dwpose":
             raise PipelineError(
-                "pose backend 'dwpose' needs yolox_l.onnx and dw-ll_ucoco_384.onnx (from "
-                "https://huggingface.co/yzd-v/DWPose/tree/main) in a searched folder (e.g. --models DIR or "
-                "ComfyUI/models/dwpose) plus `pip install onnxruntime opencv-python-headless`."
+                f"pose backend 'dwpose' needs yolox_l.onnx and dw-ll_ucoco_384.onnx (from {DWPOSE_PAGE}) in a "
+                "searched folder (e.g. --models DIR or ComfyUI/models/dwpose) plus `pip install onnxruntime "
+                "opencv-python-headless`."
             )
     if backend in ("auto", "mediapipe"):
         ext = _mediapipe_extractor()

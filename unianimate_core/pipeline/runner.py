@@ -1,9 +1,9 @@
 """One headless UniAnimate run: reference photo + driving clip -> mp4 (+ side-by-side preview).
 
 Data path (official inference, docs/official_behaviour.md#inference-data-path): select frames -> poses
-(extract, align, render) -> CLIP
-embedding of the reference (224 squash) and the empty-prompt context -> VAE posterior *sample* of
-the reference x 0.18215 -> conditions -> DDIM with guidance (short clip, sliding windows or
+(extract, align, render) -> the shared preparation and sampling path of ``prepare.py`` (the one the
+ComfyUI nodes use: CLIP embedding of the reference (224 squash), VAE posterior *mean* of the reference
+x 0.18215, pose stack, conditions, start noise per strategy, DDIM with guidance: short clip, sliding windows or
 first-frame continuation) -> VAE decode -> 8-bit frames -> mp4.
 
 Robustness: every finished continuation segment is decoded and written to
@@ -16,25 +16,28 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Protocol, TextIO
+from typing import Any, Callable, Literal, Protocol, TextIO
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..diffusion import Conditions, NoiseOptions, SamplerOptions, prepare_noise, sample_video
-from ..diffusion.continuation import ContinuationOptions, iter_sample_long_continuation
-from ..diffusion.sliding import sample_long_sliding
+from ..diffusion import Conditions, SamplerOptions
+from ..diffusion.continuation import ContinuationOptions
 from ..diffusion.windows import SlidingWindowOptions
 
 from .conditioning import (
-    LATENT_SCALE, check_size, clip_input, frames_from_decoded, latents_for_decode, reference_latent, resize_frames,
+    LATENT_SCALE, check_size, clip_normalize, frames_from_decoded, latents_for_decode, posterior_mean, resize_frames,
     vae_input,
 )
 from .encoders import ImageEncoder, LatentCodec
 from .errors import PipelineError
 from .frames import select_frames
 from .poses import POSE_BACKENDS, PoseStage, prepare_poses
+from .prepare import (
+    PreparedClip, Reference, image_embedding, noise_options, pose_stack, reference_latent_mean, render_pose_frames,
+    sample_clip, select_poses,
+)
 from .preview import NOISE_BANNER, burn_banner, side_by_side
 from .progress import ProgressBar
 from .video import Clip, Rounding, to_uint8, write_video
@@ -146,6 +149,7 @@ class AnimateResult:
     segments_dir: Path | None
     seconds: float
     notes: list[str] = field(default_factory=list)
+    latent: Tensor | None = None  # (1, 4, frames, h, w) float32 CPU: the finished frames' latents (x 0.18215)
 
 
 def output_paths(out: str | Path, is_random: bool) -> tuple[Path, Path, Path, Path]:
@@ -165,13 +169,9 @@ def output_paths(out: str | Path, is_random: bool) -> tuple[Path, Path, Path, Pa
 
 def build_conditions(mode: str, image_embedding: Tensor, poses: PoseStage, ref_latent: Tensor | None,
                      ref_pixels: Tensor | None) -> Conditions:
-    """Conditions of one clip: dwpose = [reference pose, target poses] as uint8 ``(1, 3, F+1, H, W)``.
-
-    uint8 keeps the pose stack 4x smaller; the sampler converts it with ``u8 / 255`` exactly as the
-    official loader does.
-    """
-    stack = np.stack([poses.reference_pose, *poses.poses])  # (F+1, H, W, 3)
-    dwpose = torch.from_numpy(stack).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+    """Conditions of one clip: dwpose = [reference pose, target poses] as uint8 ``(1, 3, F+1, H, W)``
+    (``prepare.pose_stack``, the nodes' pose stack)."""
+    dwpose = pose_stack(poses.reference_pose, np.stack(poses.poses))
     image = image_embedding.reshape(image_embedding.shape[0], 1, -1)
     return Conditions.build(mode, image=image, dwpose=dwpose, ref_latent=ref_latent, ref_pixels=ref_pixels)  # type: ignore[arg-type]
 
@@ -207,50 +207,27 @@ class _Progress:
             self.bar.close()
 
 
-@dataclass
-class _Reference:
-    """Everything computed from the reference photo: CLIP embedding, empty-prompt context, latent, pixels."""
+def _prepare(models: ModelProvider, reference: np.ndarray, poses: PoseStage, options: AnimateOptions,
+             size: tuple[int, int]) -> tuple[PreparedClip, Tensor, LatentCodec]:
+    """The shared preparation (``prepare.py``) with this provider's models: (clip, zero_y, VAE).
 
-    embedding: Tensor  # (1, 1024)
-    zero_y: Tensor  # (1, 77, 1024)
-    latent: Tensor  # (1, 4, h, w), x 0.18215
-    pixels: Tensor  # (1, 3, H, W) in [0, 1]
-
-
-def _encode_reference(models: ModelProvider, reference: np.ndarray, size: tuple[int, int],
-                      generator: torch.Generator) -> tuple[_Reference, LatentCodec]:
-    """CLIP first (then released: it is needed once), then the VAE posterior sample (first RNG draw, as official)."""
+    CLIP first, then released (it is needed once) before the VAE and the UNet load; the reference
+    latent is the VAE posterior mean, as in the nodes.
+    """
     encoder = models.image_encoder()
-    embedding = encoder.encode_image(clip_input(reference)).to(torch.float32)
+    embedding = image_embedding(reference, lambda px: encoder.encode_image(clip_normalize(px.permute(0, 3, 1, 2))))
     zero_y = models.zero_y(encoder)
     del encoder
     models.release("clip")
     vae = models.vae()
     pixels = resize_frames(reference, size)
-    latent = reference_latent(vae.encode_moments(vae_input(pixels)), generator)
-    return _Reference(embedding, zero_y, latent, pixels), vae
-
-
-def _sample(strategy: str, unet: Callable[..., Tensor], cond: Conditions, sampler: SamplerOptions,
-            options: AnimateOptions, ref: _Reference, vae: LatentCodec, generator: torch.Generator,
-            shape: tuple[int, ...], progress: Callable[..., None]) -> Iterator[tuple[int | None, Tensor]]:
-    """Yield ``(segment index or None, latents (1, 4, n, h, w))`` as they finish (one item unless continuation)."""
-    windows, continuation = options.long_video_options()
-    if strategy == "continuation":
-        def decode_last(latent: Tensor) -> Tensor:
-            return frames_from_decoded(vae.decode(latent / LATENT_SCALE))
-
-        for seg in iter_sample_long_continuation(
-                unet, cond, sampler, continuation, decode_last_frame=decode_last, noise=NoiseOptions.short(),
-                generator=generator, prior_latent=ref.latent,  # first_frame conditions have no randomref
-                progress=progress):
-            yield seg.index, seg.latent
-    elif strategy == "windows":
-        noise = prepare_noise(shape, generator, NoiseOptions.long(), prior_latent=ref.latent)
-        yield None, sample_long_sliding(unet, noise, cond, sampler, windows, generator=generator, progress=progress)
-    else:
-        noise = prepare_noise(shape, generator, NoiseOptions.short(), prior_latent=ref.latent)
-        yield None, sample_video(unet, noise, cond, sampler, generator=generator, progress=progress)
+    ref = Reference(embedding, reference_latent_mean(pixels, lambda px: posterior_mean(vae.encode_moments(vae_input(px)))),
+                    pixels)
+    n = len(poses.poses)
+    dwpose = pose_stack(render_pose_frames(poses.reference_pose, [0], size), render_pose_frames(poses.poses, range(n), size))
+    cond = Conditions.build(options.mode, image=ref.embedding, dwpose=dwpose, ref_latent=ref.latent,  # type: ignore[arg-type]
+                            ref_pixels=ref.pixels)
+    return PreparedClip(cond, ref, size[0], size[1], select_poses(n, None)), zero_y, vae
 
 
 def _write_outputs(result: AnimateResult, frames: list[np.ndarray], banner: str | None, reference: np.ndarray,
@@ -300,10 +277,9 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     notes += poses.notes
 
     generator = torch.Generator().manual_seed(int(options.seed))
-    ref, vae = _encode_reference(models, reference, (width, height), generator)
-    cond = build_conditions(options.mode, ref.embedding, poses, ref.latent, ref.pixels)
-    unet = models.unet(ref.zero_y)
-    n = len(poses.poses)
+    prep, zero_y, vae = _prepare(models, reference, poses, options, (width, height))
+    unet = models.unet(zero_y)
+    n = prep.frames
     strategy = options.resolved_strategy(n)
     log(f"sampling: {n} frames, strategy {strategy}, {options.steps} steps, guidance {options.guidance}, "
         f"seed {options.seed}, {models.label}")
@@ -313,24 +289,32 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
         segments_dir.mkdir(parents=True, exist_ok=True)
     bar = _Progress("sampling", progress_stream, show_progress)
     finished: list[np.ndarray] = []
+    latents: list[Tensor] = []
     interrupted = False
+    windows, continuation = options.long_video_options()
+
+    def decode_last(latent: Tensor) -> Tensor:
+        return frames_from_decoded(vae.decode(latent / LATENT_SCALE))
+
     try:
-        for index, latents in _sample(strategy, unet, cond, sampler, options, ref, vae, generator,
-                                      (1, 4, n, height // 8, width // 8), bar):
-            if index is None:  # single-pass strategies: sampling is over, decoding follows
+        for part in sample_clip(unet, prep, strategy, sampler, generator=generator, noise=noise_options(strategy),
+                                windows=windows, continuation=continuation, decode_last_frame=decode_last,
+                                progress=bar):
+            if part.index is None:  # single-pass strategies: sampling is over, decoding follows
                 bar.close()
                 log("decoding")
-            frames = list(to_uint8(decode_latents(vae, latents, options.decode_chunk), options.uint8))
+            frames = list(to_uint8(decode_latents(vae, part.latent, options.decode_chunk), options.uint8))
             finished += frames  # kept even if Ctrl-C comes while its segment file is written
-            if segments_dir is not None and index is not None:
-                write_video(segments_dir / f"segment_{index:03d}.mp4", _labelled(frames, banner), fps)
+            latents.append(part.latent)
+            if segments_dir is not None and part.index is not None:
+                write_video(segments_dir / f"segment_{part.index:03d}.mp4", _labelled(frames, banner), fps)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
 
     result = AnimateResult(None, None, None, len(finished), n, (width, height), fps, interrupted, models.is_random,
-                           segments_dir, 0.0, notes)
+                           segments_dir, 0.0, notes, torch.cat(latents, dim=2) if latents else None)
     if finished:
         _write_outputs(result, finished, banner, reference, poses, paths, options.preview)
     result.seconds = time.monotonic() - start

@@ -18,6 +18,7 @@ from .detection import DetectorConfig, letterbox, person_boxes, yolox_grid
 from .errors import PoseInputError
 from .image import to_rgb_uint8
 from .keypoints import DEFAULT_THRESHOLD, PoseFrame, person_from_wholebody, wholebody_from_coco133
+from ..model_files import DOWNLOADS
 from .models import DWPOSE_DETECTOR, DWPOSE_POSE_MODEL, find_model_file
 from .runtime import CPU, create_session, resolve_providers, session_provider
 from .simcc import crop_geometry, crop_person, decode_simcc, normalize_crop, to_image_coords
@@ -83,7 +84,7 @@ class DWPoseEstimator:
             raise PoseInputError(
                 f"{self.pose_path.name} does not look like the DWPose model: input shape {shape}, "
                 f"{n_out} outputs; expected input [1, 3, 384, 288] and two SimCC outputs. Use "
-                "dw-ll_ucoco_384.onnx from https://huggingface.co/yzd-v/DWPose/tree/main"
+                f"{DOWNLOADS['dwpose_pose'].hint()}."
             )
         self.pose_input_wh = (int(shape[3]), int(shape[2]))
         det_shape = self._det.get_inputs()[0].shape

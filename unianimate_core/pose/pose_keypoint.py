@@ -10,14 +10,24 @@ R big toe, R small toe, R heel), raw scores (``pose_scores``, ``foot_scores``, `
 ``hand_left_scores``, ``hand_right_scores``), ``det_score``, ``bbox_2d``, ``approximate``, and a
 frame-level ``"unianimate": {"version": 1}`` marker.
 
-Reading accepts that format from any pack: pixel or normalised coordinates (normalised when every
-coordinate of a frame's present points is within [-1, 1], the controlnet_aux rule; frames with
-our marker are always pixels), OpenPose BODY_25 bodies (their feet are used), 68- or 70-point
-faces, missing or ``None`` parts, and raw (non-binary) confidences (visible above the threshold).
+Reading accepts that format from any pack: pixel or normalised coordinates, OpenPose BODY_25
+bodies (their feet are used), 68- or 70-point faces, missing or ``None`` parts, empty frames, mixed
+canvas sizes and raw (non-binary) confidences (visible above the threshold).
+
+Coordinate space. Frames with our marker are pixels. For the others the space is decided once per
+sequence, with a margin: normalised when no present coordinate of the sequence exceeds
+``NORMALIZED_LIMIT`` = 2 in absolute value (the ultimate-openpose-editor's "pixels if max > 2"),
+else pixels. Pose estimators put points off the canvas routinely (the editor wrote x = 1.026 for a
+wrist just outside the frame), so the controlnet_aux per-frame rule "normalised only if every
+coordinate is within [-1, 1]" read such a frame as pixels and collapsed its skeleton to a dot near
+the origin. A skeleton is never collapsed silently: in a sequence in pixels, a frame with at least
+two present points that all lie within the limit (a whole skeleton inside a 2 x 2 pixel corner) can
+only be normalised - it is read as such and a warning names it.
 """
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -25,7 +35,12 @@ import numpy as np
 from .errors import PoseInputError, check_threshold, positive_size
 from .keypoints import DEFAULT_THRESHOLD, FACE, FEET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND, Person, PoseFrame
 
+log = logging.getLogger("unianimate")
+
 MARKER_KEY = "unianimate"
+#: Largest absolute coordinate a normalised frame may have (points may lie off the canvas).
+NORMALIZED_LIMIT = 2.0
+COORDINATE_SPACES: tuple[str, ...] = ("auto", "pixels", "normalized")
 MARKER = {"version": 1}
 
 # BODY_25 index of each OpenPose-18 row (BODY_25 inserts MidHip at 8) and of our 6 foot rows.
@@ -162,13 +177,15 @@ def _person_from_entry(entry: Mapping[str, Any], scale: np.ndarray, threshold: f
     return Person(kps, sc, box=box_arr, det_score=det_score, approximate=entry.get("approximate") is True)
 
 
-def _is_normalized(people: Sequence[Mapping[str, Any]]) -> bool:
-    """controlnet_aux's rule: every coordinate of every present point within [-1, 1]."""
-    values = []
+def _present_coordinates(people: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Every x and y of every present point of a frame's people (flat float64; malformed parts skipped:
+    reading them later reports the problem)."""
+    values = [np.zeros(0)]
     for entry in people:
         if not isinstance(entry, Mapping):
             continue
-        for key in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "foot_keypoints_2d"):
+        for key in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d",
+                    "foot_keypoints_2d"):
             try:
                 arr = np.asarray(entry.get(key) or [], dtype=np.float64).reshape(-1)
             except (TypeError, ValueError):
@@ -176,14 +193,55 @@ def _is_normalized(people: Sequence[Mapping[str, Any]]) -> bool:
             if arr.size % 3 == 0 and arr.size:
                 trip = arr.reshape(-1, 3)
                 values.append(trip[_visible(trip), :2].reshape(-1))
-    if not values:
-        return False
-    allv = np.concatenate(values)
-    return bool(allv.size) and bool((np.abs(allv) <= 1.0).all())
+    return np.concatenate(values)
 
 
-def frame_from_dict(frame: Mapping[str, Any], threshold: float = DEFAULT_THRESHOLD, canvas: tuple[int, int] | None = None) -> PoseFrame:
-    """One ``POSE_KEYPOINT`` frame dict -> :class:`PoseFrame` (see the module docstring)."""
+def _frame_space(frame: Any) -> tuple[str | None, int]:
+    """(space this frame alone implies, number of present points): "pixels" for our marker or a coordinate
+    beyond the limit, "normalized" when every coordinate is within it, None without points."""
+    if not isinstance(frame, Mapping):
+        return None, 0
+    if isinstance(frame.get(MARKER_KEY), Mapping):
+        return "pixels", 0
+    people = frame.get("people") or []
+    coords = _present_coordinates(people if isinstance(people, (list, tuple)) else [])
+    if coords.size == 0:
+        return None, 0
+    return ("normalized" if float(np.abs(coords).max()) <= NORMALIZED_LIMIT else "pixels"), coords.size // 2
+
+
+def coordinate_spaces(frames: Sequence[Any]) -> list[str]:
+    """The coordinate space of every frame of a ``POSE_KEYPOINT`` sequence (see the module docstring)."""
+    implied = [_frame_space(f) for f in frames]
+    unmarked = [space for f, (space, _) in zip(frames, implied)
+                if space is not None and not (isinstance(f, Mapping) and isinstance(f.get(MARKER_KEY), Mapping))]
+    sequence = "pixels" if "pixels" in unmarked else "normalized"
+    spaces, odd = [], []
+    for i, (frame, (space, points)) in enumerate(zip(frames, implied)):
+        if isinstance(frame, Mapping) and isinstance(frame.get(MARKER_KEY), Mapping):
+            spaces.append("pixels")
+        elif sequence == "pixels" and space == "normalized" and points >= 2:
+            spaces.append("normalized")  # read as pixels it would be a skeleton inside 2 x 2 pixels
+            odd.append(i)
+        else:
+            spaces.append(sequence)
+    if odd:
+        log.warning("UniAnimate: POSE_KEYPOINT frames %s have every coordinate within +-%g while the rest of the "
+                    "sequence is in pixels; they are read as normalised coordinates (as pixels their skeletons would "
+                    "collapse into the top-left corner).", ", ".join(map(str, odd[:10])) + ("..." if len(odd) > 10 else ""),
+                    NORMALIZED_LIMIT)
+    return spaces
+
+
+def frame_from_dict(frame: Mapping[str, Any], threshold: float = DEFAULT_THRESHOLD,
+                    canvas: tuple[int, int] | None = None, space: str = "auto") -> PoseFrame:
+    """One ``POSE_KEYPOINT`` frame dict -> :class:`PoseFrame` (see the module docstring).
+
+    ``space``: "pixels", "normalized" or "auto" (decided from this frame alone; a sequence is better
+    read with :func:`from_pose_keypoint`, which decides once for all its frames).
+    """
+    if space not in COORDINATE_SPACES:
+        raise PoseInputError(f"space must be one of {COORDINATE_SPACES}, got {space!r}.")
     if not isinstance(frame, Mapping):
         raise PoseInputError(f"a POSE_KEYPOINT frame must be a dict, got {type(frame).__name__}.")
     if "people" not in frame and "animals" in frame:
@@ -202,8 +260,9 @@ def frame_from_dict(frame: Mapping[str, Any], threshold: float = DEFAULT_THRESHO
             raise PoseInputError(f"canvas must be a (width, height) pair, got {canvas!r}.")
         width, height = canvas
     width, height = positive_size(width, height, "POSE_KEYPOINT canvas size")
-    ours = isinstance(frame.get(MARKER_KEY), Mapping)
-    normalized = not ours and _is_normalized(people)
+    if space == "auto":
+        space = coordinate_spaces([frame])[0]
+    normalized = space == "normalized"
     scale = np.array([1.0, 1.0]) if normalized else np.array([width, height], dtype=np.float64)
     return PoseFrame(width, height, [_person_from_entry(p, scale, threshold) for p in people])
 
@@ -225,4 +284,4 @@ def from_pose_keypoint(
         data = [data]
     if not isinstance(data, (list, tuple)):
         raise PoseInputError(f"POSE_KEYPOINT must be a list of frame dicts, got {type(data).__name__}.")
-    return [frame_from_dict(f, threshold, canvas) for f in data]
+    return [frame_from_dict(f, threshold, canvas, space) for f, space in zip(data, coordinate_spaces(data))]

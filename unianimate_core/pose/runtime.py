@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..model_files import DWPOSE_PAGE
 from ._deps import import_onnxruntime
 from .errors import PoseError, PoseInputError
 
@@ -100,7 +101,7 @@ def create_session(path: str | Path, providers: Sequence[str], threads: int | No
         if not accelerated:
             raise PoseError(
                 f"onnxruntime could not load {path.name} ({exc}). The file may be incomplete or not "
-                "an ONNX model: download it again from https://huggingface.co/yzd-v/DWPose/tree/main"
+                f"an ONNX model: download it again from {DWPOSE_PAGE}"
             ) from exc
         logger.warning(
             "DWPose: creating the %s session for %s failed (%s); falling back to the CPU, which is much "

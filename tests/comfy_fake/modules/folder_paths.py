@@ -111,3 +111,23 @@ def get_full_path_or_raise(folder_name: str, filename: str) -> str:
     if full_path is None:
         raise FileNotFoundError(f"Model in folder '{folder_name}' with filename '{filename}' not found.")
     return full_path
+
+
+def get_save_image_path(filename_prefix: str, output_dir: str, image_width=0, image_height=0) -> tuple[str, str, int, str, str]:
+    """(folder, file name, counter, subfolder, prefix) for the next numbered output file, as ComfyUI does:
+    the prefix may contain a subfolder, the counter is one more than the highest ``<name>_<NNNNN>_...``
+    already there (1 when none); paths outside ``output_dir`` are refused. (%date% variables: not faked.)"""
+    subfolder = os.path.dirname(os.path.normpath(filename_prefix))
+    filename = os.path.basename(os.path.normpath(filename_prefix))
+    full_output_folder = os.path.join(output_dir, subfolder)
+    if os.path.commonpath((output_dir, os.path.abspath(full_output_folder))) != output_dir:
+        raise Exception("Saving image outside the output folder is not allowed.")
+    counters = [0]
+    if os.path.isdir(full_output_folder):
+        for entry in os.listdir(full_output_folder):
+            head, _, rest = entry[len(filename):].partition("_")
+            if entry.startswith(filename + "_") and head == "" and rest.split("_")[0].isdigit():
+                counters.append(int(rest.split("_")[0]))
+    else:
+        os.makedirs(full_output_folder, exist_ok=True)
+    return full_output_folder, filename, max(counters) + 1, subfolder, filename_prefix
