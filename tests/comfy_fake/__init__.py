@@ -1,7 +1,7 @@
 """FAKE ComfyUI for the always-run node tests (CI has no ComfyUI).
 
 `install_fake_comfy(base_dir)` imports the small stand-in modules in `modules/` under the names
-ComfyUI uses (`comfy`, `comfy.model_management`, `comfy.model_patcher`, `comfy.utils`, `comfy.ops`,
+ComfyUI uses (`comfy`, `comfy.model_management`, `comfy.model_patcher`, `comfy.utils`, `comfy.lora`, `comfy.ops`,
 `comfy.latent_formats`, `comfy.conds`, `comfy.patcher_extension`, `comfy.model_sampling`,
 `comfy.supported_models_base`, `comfy.model_base`, `comfy.ldm.modules.attention`, `comfy_api`, `comfy_api.latest`,
 `folder_paths`, `latent_preview`) and returns a handle; `uninstall()` removes them again and
@@ -32,6 +32,7 @@ FAKE_MODULE_NAMES = (
     "comfy.model_management",
     "comfy.model_patcher",
     "comfy.utils",
+    "comfy.lora",
     "comfy.ops",
     "comfy.latent_formats",
     "comfy.conds",

@@ -17,6 +17,7 @@ NODE_IDS = {
     "UniAnimateSampler": "UniAnimateSampler",
     "LongVideoLoop": "UniAnimateLongVideoLoop",
     "UniAnimateConditioning": "UniAnimateConditioning",
+    "LoadUniAnimateLora": "UniAnimateLoraLoader",
 }
 
 

@@ -1,10 +1,11 @@
-"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, eval}``.
+"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, eval, train}``.
 
 ``animate`` makes a video from a reference photo and a driving clip; ``demo`` runs the whole
 pipeline on the bundled media (with the real model files when they are found, otherwise with a
 tiny random-weight model whose output is clearly labelled as noise); ``extract-poses`` writes the
 aligned pose images only; ``models`` shows which model files are found where; ``eval`` scores
-generated videos (``unianimate_core.evaluation.cli``).
+generated videos (``unianimate_core.evaluation.cli``);
+``train`` trains or fine-tunes the UNet from a JSON config (``unianimate_core/train``, docs/training.md).
 
 Exit codes: 0 ok, 2 bad input or missing files (one line says what to do), 130 interrupted (what
 had finished is kept and its location printed).
@@ -143,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ..evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
+
+    from ..train.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -280,8 +285,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..train.cli import cmd_train as run
+
+    return run(args)
+
+
 COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models,
-            "eval": cmd_eval}
+            "eval": cmd_eval, "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

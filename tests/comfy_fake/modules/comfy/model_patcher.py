@@ -2,7 +2,9 @@
 
 Like the real class it stores the module, its load/offload devices, sets `model.device` when the
 module has none, and adds the bookkeeping attributes ComfyUI writes onto wrapped modules (so a
-module that cannot take them fails here too). Weight patching and partial loading are not faked.
+module that cannot take them fails here too). Weight patches are recorded like the real
+`add_patches` does (only keys of the model's state dict, one entry per patch); applying them on load
+and partial loading are not faked (the real-host tests apply them).
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class ModelPatcher:
         n = self.__class__(self.model, self.load_device, self.offload_device, self.model_size(),
                            weight_inplace_update=self.weight_inplace_update)
         n.parent = self
+        n.patches = {k: list(v) for k, v in self.patches.items()}
         n.model_options = copy.deepcopy(self.model_options)
         n.wrappers = {t: {k: list(v) for k, v in by_key.items()} for t, by_key in self.wrappers.items()}
         return n
@@ -58,6 +61,16 @@ class ModelPatcher:
 
     def get_all_wrappers(self, wrapper_type):
         return [w for ws in self.wrappers.get(wrapper_type, {}).values() for w in ws]
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        model_sd = self.model.state_dict()
+        added = set()
+        for key, patch in patches.items():
+            if key in model_sd:
+                added.add(key)
+                self.patches.setdefault(key, []).append((strength_patch, patch, strength_model, None, None))
+        self.patches_uuid = uuid.uuid4()
+        return list(added)
 
     def is_clone(self, other):
         return hasattr(other, "model") and self.model is other.model
