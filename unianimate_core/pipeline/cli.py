@@ -97,6 +97,8 @@ def _add_run_args(p: argparse.ArgumentParser, defaults: AnimateOptions) -> None:
                    help="8-bit conversion: round (default) or truncate (the official code)")
     g.add_argument("--fps", type=float, default=None, help="output frame rate (default: driving fps / frame interval)")
     g.add_argument("--no-preview", action="store_true", help="skip the side-by-side preview")
+    g.add_argument("--save-latent", action="store_true",
+                   help="also write the video's latent next to it (<name>.latent, ComfyUI's Load Latent reads it)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -196,6 +198,10 @@ def _run(args: argparse.Namespace, reference_path: str, driving_path: str, keypo
     result = animate(models, reference, clip, options, args.out, keypoints_file=keypoints,
                      dwpose_files=files.dwpose, progress_stream=sys.stderr, show_progress=not args.quiet)
     print(describe(result))
+    if args.save_latent and result.latent is not None and result.video is not None:
+        from .latent_file import LATENT_SUFFIX, save_latent
+
+        print(f"latent:  {save_latent(result.video.with_suffix(LATENT_SUFFIX), result.latent)}")
     return 130 if result.interrupted else 0
 
 
