@@ -1,9 +1,10 @@
-"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models}``.
+"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, batch}``.
 
 ``animate`` makes a video from a reference photo and a driving clip; ``demo`` runs the whole
 pipeline on the bundled media (with the real model files when they are found, otherwise with a
 tiny random-weight model whose output is clearly labelled as noise); ``extract-poses`` writes the
-aligned pose images only; ``models`` shows which model files are found where.
+aligned pose images only; ``models`` shows which model files are found where; ``batch`` renders
+many jobs on Ray or on ComfyUI servers (``unianimate_core.batch``).
 
 Exit codes: 0 ok, 2 bad input or missing files (one line says what to do), 130 interrupted (what
 had finished is kept and its location printed).
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="show which model files are found and where they were searched")
     m.add_argument("--models", action="append", default=[], metavar="DIR")
+
+    from ..batch.cli import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -275,7 +280,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0 if files.complete else 2
 
 
-COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models}
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch.cli import cmd_batch as run
+
+    return run(args)
+
+
+COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models,
+            "batch": cmd_batch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
