@@ -150,4 +150,55 @@ def test_a_prompt_queued_before_a_crash_is_collected_not_queued_again(tmp_path, 
     assert len(fake.prompts) == 1 and len(fake.executed) == 1  # collected, not queued again
     record = json.loads((tmp_path / "jobs_out" / "manifest.json").read_text())["jobs"]["job0"]
     assert record["status"] == "done" and record["attempts"][-1].get("adopted") is True
+    assert record["attempts"][0]["outcome"] == "abandoned"  # the killed run's attempt, closed by the next one
     assert report(Path(record["outputs"]["video"]["path"]))["prompt_id"] == record["attempts"][0]["prompt_id"]
+
+
+def test_jobs_fill_the_shipped_workflows(tmp_path):
+    """Which shipped workflow a job gets and which node inputs it sets (read from the workflow files)."""
+    from unianimate_core.batch.comfy_backend import build_prompt, choose_workflow, load_workflows
+    from unianimate_core.batch.errors import JobError
+    from unianimate_core.batch.jobs import JobDefaults, jobs_from_file
+    from unianimate_core.pipeline.runner import AnimateOptions
+
+    still = tmp_path / "pose.png"
+    still.write_bytes((DEMO / "reference.png").read_bytes())
+    path = write_jobs(tmp_path, [job(0, frames=16), job(1, frames="all"), job(2, strategy="windows", frames=40,
+                                                                              context_size=16, context_overlap=4),
+                                 {**job(3), "driving": str(still)}, job(4, save_latent=True, fps=12)])
+    jobs = jobs_from_file(path, JobDefaults(AnimateOptions(), tmp_path / "out"))
+    shipped = load_workflows()
+    uploads = {"reference": "unianimate_batch/r.png", "driving": "unianimate_batch/d.mp4"}
+    got = {}
+    for j in jobs:
+        strategy, workflow = choose_workflow(shipped, j)
+        got[j.id] = (strategy, build_prompt(workflow, j, uploads, strategy, f"unianimate_batch/{j.id}"))
+    strategy, p = got["job0"]
+    assert strategy == "short" and p["10"]["class_type"] == "UniAnimateSampler"
+    assert p["4"]["inputs"]["image"] == uploads["reference"] and p["5"]["inputs"]["file"] == uploads["driving"]
+    assert {k: p["10"]["inputs"][k] for k in ("width", "height", "max_frames", "seed", "steps", "noise_prior")} == \
+        {"width": 64, "height": 128, "max_frames": 16, "seed": 100, "steps": 30, "noise_prior": 949}
+    assert p["9"]["inputs"]["width"] == 64 and p["13"]["inputs"]["filename_prefix"] == "unianimate_batch/job0"
+    assert p["10"]["inputs"]["model"] == ["2", 0]  # links untouched
+    strategy, p = got["job1"]
+    assert strategy == "continuation" and p["10"]["inputs"]["strategy"] == "first_frame_continuation"
+    assert p["10"]["inputs"]["max_frames"] == 0 and p["10"]["inputs"]["context_size"] == 32
+    assert p["10"]["inputs"]["noise_prior"] == 949
+    strategy, p = got["job2"]
+    assert strategy == "windows" and p["10"]["inputs"]["strategy"] == "sliding_windows"
+    assert (p["10"]["inputs"]["context_size"], p["10"]["inputs"]["context_overlap"]) == (16, 4)
+    assert p["10"]["inputs"]["noise_prior"] == 939
+    strategy, p = got["job3"]
+    assert strategy == "repose" and p["5"]["class_type"] == "LoadImage" and p["5"]["inputs"]["image"] == uploads["driving"]
+    assert p["10"]["inputs"]["max_frames"] == 1
+    strategy, p = got["job4"]
+    latent_node = [v for v in p.values() if v["class_type"] == "SaveLatent"]
+    assert latent_node == [{"class_type": "SaveLatent", "inputs": {"samples": ["10", 0],
+                                                                     "filename_prefix": "unianimate_batch/job4"},
+                            "_meta": {"title": "Save Latent (batch)"}}]
+    assert p["12"]["inputs"]["fps"] == 12.0
+    # a one-pass workflow cannot run a long-video strategy, and says which workflow to use
+    custom = {"custom": shipped["short"]}
+    with pytest.raises(JobError, match="strategy 'windows' needs a workflow with a UniAnimate Long Video Loop"):
+        build_prompt(shipped["short"], jobs[2], uploads, *choose_workflow(custom, jobs[2])[:1], "x")
+    assert choose_workflow(custom, jobs[1])[0] is None  # auto: the workflow's sampler decides

@@ -174,3 +174,48 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues_from_the_kept_segments(
     latent = load_latent(jobs["cont"]["outputs"]["latent"]["path"])
     expected = cli_latent(tmp_path, {**job, "steps": 6})
     assert float((latent - expected).abs().max()) <= TOL
+
+
+def test_an_existing_cluster_by_address(tmp_path):
+    """`--address` joins a Ray started separately (`ray start --head`, here in the foreground and without token
+    authentication, stopped at the end by a signal to that process only); the driver runs outside the
+    repository, so the workers get the package the batch ships to the cluster."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port",
+                             str(port), "--num-cpus", "3", "--include-dashboard", "false", "--disable-usage-stats",
+                             "--object-store-memory", "100000000", "--node-ip-address", "127.0.0.1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
+                time.sleep(0.5)
+        jobs = [{"id": "s", "frames": 4, "seed": 21}, {"id": "c", "frames": 7, "seed": 22, "strategy": "continuation",
+                                                         "segment_length": 3}]
+        path = write_jobs(tmp_path, jobs)
+        proc = subprocess.run([sys.executable, "-m", "unianimate_core", "batch", str(path), "--random-weights",
+                               "--workers", "2", "--address", f"127.0.0.1:{port}", "--quiet"],
+                              cwd=str(tmp_path), env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+    records = manifest(tmp_path / "jobs_out")
+    for job in jobs:
+        assert records[job["id"]]["status"] == "done"
+        latent = load_latent(records[job["id"]]["outputs"]["latent"]["path"])
+        assert float((latent - cli_latent(tmp_path, job)).abs().max()) <= TOL

@@ -132,6 +132,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
                          "--driving (every reference x every clip), not both / neither.")
     if not args.jobs and not (args.references and args.driving):
         raise BatchError("--references and --driving go together (every reference image x every driving clip).")
+    if args.workflow and not args.comfy:
+        raise BatchError("--workflow is for ComfyUI servers (--comfy URL); on Ray the jobs run the core directly.")
     if args.max_attempts < 1:
         raise BatchError(f"--max-attempts must be >= 1; got {args.max_attempts}.")
     options = _options(args)  # the command line's values: validated once, the defaults of every job

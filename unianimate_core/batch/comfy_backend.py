@@ -108,29 +108,34 @@ def check_job(job: Job) -> None:
                            "workflow decides it); drop it, or render this job on Ray")
 
 
-def choose_workflow(workflows: dict[str, dict[str, Any]], job: Job) -> tuple[str, dict[str, Any]]:
-    if "custom" in workflows:
-        return "custom", workflows["custom"]
+def choose_workflow(workflows: dict[str, dict[str, Any]], job: Job) -> tuple[str | None, dict[str, Any]]:
+    """(strategy, workflow) of a job: the shipped workflow for its strategy (``auto``: short up to
+    ``segment_length`` frames, else continuation; one still driving image: repose), or ``--workflow``,
+    whose sampler decides when the job leaves the strategy at ``auto`` (strategy None)."""
     assert job.options is not None and job.driving is not None
-    if _single_image(job.driving):
+    o = job.options
+    custom = "custom" in workflows
+    if _single_image(job.driving) and not custom:
         return "repose", workflows["repose"]
-    frames = job.options.frames
-    strategy = job.options.strategy
-    if strategy == "auto":
-        strategy = "short" if frames is not None and frames <= job.options.segment_length else "continuation"
-    return strategy, workflows[strategy]
+    if o.strategy != "auto":
+        strategy: str | None = o.strategy
+    elif custom:
+        strategy = None
+    else:
+        strategy = "short" if o.frames is not None and o.frames <= o.segment_length else "continuation"
+    return strategy, workflows["custom" if custom else strategy]  # type: ignore[index]
 
 
 def _link_source(prompt: dict[str, Any], value: Any) -> str | None:
     return str(value[0]) if isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt else None
 
 
-def build_prompt(workflow: dict[str, Any], job: Job, uploads: dict[str, str], strategy: str,
+def build_prompt(workflow: dict[str, Any], job: Job, uploads: dict[str, str], strategy: str | None,
                  prefix: str) -> dict[str, Any]:
     """The workflow with this job's uploaded inputs, options and output prefix (a new dict).
 
-    uploads: ``{"reference": value, "driving": value}`` (what the loader nodes take). strategy: the
-    workflow's strategy key (``short``, ``windows``, ``continuation``, ``repose`` or ``custom``).
+    uploads: ``{"reference": value, "driving": value}`` (what the loader nodes take). strategy:
+    ``short``, ``windows``, ``continuation``, ``repose``, or None (keep the workflow's).
     """
     assert job.options is not None
     o = job.options
@@ -161,6 +166,9 @@ def build_prompt(workflow: dict[str, Any], job: Job, uploads: dict[str, str], st
     if strategy != "repose":
         values.update(max_frames=0 if o.frames is None else o.frames, frame_interval=o.frame_interval)
     if sampler["class_type"] == "UniAnimateLongVideoLoop":
+        if strategy == "short":
+            raise JobError("strategy 'short' needs a workflow with a UniAnimate Sampler; this one has a Long Video "
+                           "Loop (drop --workflow to use the shipped ones, or set strategy windows/continuation)")
         loop = strategy if strategy in LOOP_STRATEGY else ("continuation" if inputs.get("strategy") ==
                                                            LOOP_STRATEGY["continuation"] else "windows")
         values["strategy"] = LOOP_STRATEGY[loop]
@@ -170,6 +178,9 @@ def build_prompt(workflow: dict[str, Any], job: Job, uploads: dict[str, str], st
             values["context_size"] = o.segment_length
         values["noise_prior"] = DEFAULT_NOISE_PRIOR[loop]
     else:
+        if strategy in LOOP_STRATEGY:
+            raise JobError(f"strategy {strategy!r} needs a workflow with a UniAnimate Long Video Loop; this one renders "
+                           "in one pass (drop --workflow to use the shipped ones, or set strategy short)")
         values["noise_prior"] = DEFAULT_NOISE_PRIOR["short"]
     for name, value in values.items():
         if name in inputs and not isinstance(inputs[name], list):  # a linked input stays linked
@@ -329,7 +340,8 @@ class ComfyBatch:
         record = self.run.manifest.get(job.id) or {}
         previous = (record.get("attempts") or [{}])[-1]
         key = self.run.keys[job.id]
-        if previous.get("prompt_id") and previous.get("server") == server.url and previous.get("key") == key:
+        if (previous.get("prompt_id") and "ended" not in previous and previous.get("server") == server.url
+                and previous.get("key") == key):
             prompt_id = previous["prompt_id"]  # a prompt queued by an earlier run: collect it if it is still there
             try:
                 adopted = self._find(server, prompt_id)
@@ -344,7 +356,7 @@ class ComfyBatch:
         strategy, workflow = choose_workflow(self.workflows, job)
         prompt_id = uuid.uuid4().hex
         self.run.start(job, f"ComfyUI {server.url}", server=server.url, prompt_id=prompt_id, key=key,
-                       workflow=strategy)
+                       workflow="custom" if self.cfg.workflow else strategy)
         try:
             uploads = {"reference": self._upload(server, job.reference), "driving": self._upload(server, job.driving)}
             prefix = f"{OUTPUT_PREFIX}/{job.id}_{key[:8]}"
@@ -363,7 +375,8 @@ class ComfyBatch:
         except OSError as exc:
             self.run.fail(job, f"could not read an input: {exc}")
             return
-        self.run.log(job, f"queued on {server.url} as prompt {prompt_id} (workflow {strategy})")
+        self.run.log(job, f"queued on {server.url} as prompt {prompt_id} (workflow "
+                          f"{self.cfg.workflow or strategy}, strategy {strategy or 'as in the workflow'})")
         self._follow(job, server, prompt_id)
 
     def _upload(self, server: _Server, path: Path | None) -> str:
@@ -423,17 +436,18 @@ class ComfyBatch:
             self.run.fail(job, f"ComfyUI {problem}".rstrip("."))
             return
         try:
-            files = self._download(server, entry)
+            files, suffixes = self._download(server, entry)
         except ServerUnavailable as exc:
             self._server_lost(job, server, str(exc))
             return
         if "video" not in files and "image" not in files:
             self.run.fail(job, "the workflow saved no video or image (add a Save Video node to it)")
             return
-        self.run.complete(job, files, server=server.url, prompt_id=prompt_id)
+        self.run.complete(job, files, suffixes, server=server.url, prompt_id=prompt_id)
 
-    def _download(self, server: _Server, entry: dict[str, Any]) -> dict[str, bytes]:
+    def _download(self, server: _Server, entry: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, str]]:
         files: dict[str, bytes] = {}
+        suffixes: dict[str, str] = {}
         for item in output_files(entry):
             if item.get("type", "output") != "output":
                 continue
@@ -444,7 +458,8 @@ class ComfyBatch:
             if kind is None or kind in files:
                 continue
             files[kind] = server.client.view(name, item.get("subfolder", ""), "output")
-        return files
+            suffixes[kind] = suffix
+        return files, suffixes
 
     def _cancel(self, server: _Server, prompt_id: str) -> None:
         try:

@@ -144,10 +144,15 @@ class Manifest:
             return record
 
     def add_attempt(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Open a new attempt; one left open by a batch process that ended is closed as ``abandoned`` first."""
         with self._lock:
             record = self.jobs.setdefault(job_id, {"status": "pending", "attempts": []})
+            attempts = record.setdefault("attempts", [])
+            if attempts and "ended" not in attempts[-1]:
+                attempts[-1].update(ended=now(), outcome="abandoned",
+                                    reason="the batch process ended while the job ran (crash or kill)")
             attempt = {"started": now(), **fields}
-            record.setdefault("attempts", []).append(attempt)
+            attempts.append(attempt)
             self.save()
             return attempt
 

@@ -92,16 +92,27 @@ def connect(cfg: RayConfig) -> bool:
             runtime_env = {"py_modules": [str(PACKAGE_DIR)]} if cfg.ship_code else None
             ray.init(address=address, runtime_env=runtime_env, **common)
             return True
-        workers = cfg.workers or 1
+        workers = cfg.workers or _local_gpu_workers(cfg)
         needed = workers * cfg.cpus_per_worker + cfg.pose_cpus
         num_cpus = cfg.num_cpus or max(os.cpu_count() or 1, int(needed + 0.999))
         ray.init(num_cpus=num_cpus, include_dashboard=False,
                  object_store_memory=(cfg.object_store_mb * 2**20) if cfg.object_store_mb else None, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise BatchError(f"could not start/join {where}: {exc}. Check the address (ray://HEAD:10001) and that the "
-                         "cluster runs the same Ray and Python versions.") from exc
+        raise BatchError(f"could not start/join {where}: {exc}. Check the address (HEAD:6379, or ray://HEAD:10001 "
+                         "when the cluster runs the Ray Client server), that the cluster runs the same Ray and Python "
+                         "versions, and - if it uses Ray's token authentication - that this shell has its token "
+                         "(RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).") from exc
     return False
+
+
+def _local_gpu_workers(cfg: RayConfig) -> int:
+    """Renderers a local Ray will plan for (before Ray runs: torch counts the GPUs)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    share = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else 1.0
+    return max(1, int(gpus / share + 1e-6)) if gpus and share > 0 else 1
 
 
 def plan_workers(cfg: RayConfig) -> tuple[int, float, float]:
@@ -110,9 +121,11 @@ def plan_workers(cfg: RayConfig) -> tuple[int, float, float]:
     gpus = float(resources.get("GPU", 0.0))
     cpus = float(resources.get("CPU", 0.0))
     per_gpu = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else (1.0 if gpus else 0.0)
-    if per_gpu < 0 or per_gpu > max(gpus, 0.0) and per_gpu > 0:
-        raise BatchError(f"--gpus-per-worker {per_gpu} but the cluster has {gpus:g} GPUs; use a fraction such as 0.5, "
+    if per_gpu < 0 or (per_gpu > 0 and per_gpu > gpus):
+        raise BatchError(f"--gpus-per-worker {per_gpu:g} but the cluster has {gpus:g} GPUs; use a share such as 0.5, "
                          "or 0 to render on CPUs.")
+    if cfg.workers is not None and cfg.workers < 1:
+        raise BatchError(f"--workers must be >= 1; got {cfg.workers}.")
     if cfg.workers is not None:
         workers = cfg.workers
     elif per_gpu > 0:

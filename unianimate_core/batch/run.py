@@ -255,12 +255,18 @@ class BatchRun:
             shutil.rmtree(folder, ignore_errors=True)  # segments of other inputs/options: useless now
         return latents, state
 
-    def complete(self, job: Job, files: dict[str, bytes], **facts: Any) -> None:
-        """Write the job's files atomically, then record it done (in this order: a crash in between re-renders)."""
+    def complete(self, job: Job, files: dict[str, bytes], suffixes: dict[str, str] | None = None,
+                 **facts: Any) -> None:
+        """Write the job's files atomically, then record it done (in this order: a crash in between re-renders).
+
+        files: ``{"video" | "preview" | "still" | "latent" | "image": bytes}``; suffixes: another file
+        suffix for a kind (a ComfyUI workflow may save ``.webm``)."""
         targets = self.output_files(job)
         outputs = {}
         for name, data in files.items():
             path = targets[name]
+            if suffixes and name in suffixes:
+                path = path.with_suffix(suffixes[name])
             write_atomic(path, data)
             outputs[name] = {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         with self._lock:
@@ -273,7 +279,8 @@ class BatchRun:
                                  finished=now(), **facts)
         shutil.rmtree(self.parts_dir / job.id, ignore_errors=True)
         self.log(job, "done: " + ", ".join(f"{k} {v['path']}" for k, v in outputs.items()))
-        self.event(f"{job.id}: done in {seconds:.1f} s -> {targets['video'] if 'video' in files else next(iter(outputs.values()))['path']}")
+        shown = (outputs.get("video") or outputs.get("image") or next(iter(outputs.values())))["path"]
+        self.event(f"{job.id}: done in {seconds:.1f} s -> {shown}")
 
     def fail(self, job: Job, reason: str, detail: str | None = None, attempt: bool = True) -> None:
         """The job cannot be rendered (a bad input or option, an error in its run): record why; no retry."""
