@@ -2,6 +2,8 @@
 #   make test   - the whole test suite on CPU (what CI runs): main suite + the MediaPipe backend tests
 #   make demo   - headless end-to-end demo (see README)
 #   make test-host - the real-ComfyUI tests (needs COMFYUI_PATH; see docs/nodes.md, "Tests")
+#   make test-variants - the main suite under other CPU kernels and thread counts (not part of CI;
+#                 about four times the main suite's time; docs/testing.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +13,7 @@ MP_VENV  ?= .venv-mediapipe
 MP_PY    := $(MP_VENV)/bin/python
 MP_STAMP := $(MP_VENV)/.deps-stamp
 
-.PHONY: test test-main test-mediapipe test-fast test-host venv demo clean-venv
+.PHONY: test test-main test-mediapipe test-fast test-host test-variants venv demo clean-venv
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +27,7 @@ $(MP_STAMP): requirements.txt requirements-test.txt
 	$(MP_PY) -m pip install --upgrade pip
 	$(MP_PY) -m pip install torch==2.13.0
 	$(MP_PY) -m pip install "mediapipe==0.10.21" "numpy<2" -r requirements.txt \
-		pytest pytest-timeout hypothesis opencv-python-headless onnxruntime
+		pytest pytest-timeout hypothesis "opencv-python-headless>=4.10,<5.2" onnxruntime
 	touch $(MP_STAMP)
 
 venv: $(STAMP)
@@ -51,6 +53,17 @@ test-host: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Generic (no AVX2) and AVX2 kernels of PyTorch's CPU backend, then 1 and 2 torch threads (OpenMP threads
+# sleep instead of spinning while waiting, so two threads stay fast on a busy 2-core machine; the
+# arithmetic is unchanged). Every variant runs; the target fails if any failed.
+TEST_VARIANTS := "ATEN_CPU_CAPABILITY=default" "ATEN_CPU_CAPABILITY=avx2" \
+	"UNIANIMATE_TEST_THREADS=1" "UNIANIMATE_TEST_THREADS=2 OMP_WAIT_POLICY=PASSIVE"
+
+test-variants: $(STAMP)
+	@status=0; for variant in $(TEST_VARIANTS); do \
+		echo "== $$variant"; env $$variant $(PY) -m pytest -q -p no:cacheprovider || status=1; \
+	done; exit $$status
 
 clean-venv:
 	rm -rf $(VENV) $(MP_VENV)

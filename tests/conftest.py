@@ -1,19 +1,55 @@
 """Shared pytest setup.
 
-Tiny models on a 2-core CI machine run fastest on one thread (two OpenMP threads spin-wait for
-each other when the machine is busy), so the whole suite pins torch to a single thread.
+Torch thread count: ``UNIANIMATE_TEST_THREADS`` (default 1). Tiny models on a 2-core CI machine run
+fastest on one thread (two OpenMP threads spin-wait for each other when the machine is busy), so CI
+uses 1; ``make test-variants`` also runs the suite with 2 threads (docs/testing.md), because kernels
+partition their work, and so round, differently with another thread count.
+
+Hypothesis: the ``derandomized`` profile (default) draws every example from a seed derived from the
+test itself, so a run is repeatable and a failure is replayed by rerunning the test; the failing
+example and a ``@reproduce_failure`` blob are printed. ``HYPOTHESIS_PROFILE=explore`` draws fresh
+random examples and stores failing ones in ``.hypothesis/`` (replayed first on the next run).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(1)
-
 FIXTURES = Path(__file__).parent / "fixtures"
 CACHE = Path(__file__).parent / ".cache"
+
+
+def _test_threads() -> int:
+    value = os.environ.get("UNIANIMATE_TEST_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise pytest.UsageError(f"UNIANIMATE_TEST_THREADS must be a positive integer, got {value!r}")
+    return int(value)
+
+
+TEST_THREADS = _test_threads()
+torch.set_num_threads(TEST_THREADS)
+
+try:
+    from hypothesis import settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+except ImportError:  # the MediaPipe venv runs only tests without hypothesis
+    pass
+else:
+    settings.register_profile("derandomized", derandomize=True, database=None, print_blob=True)
+    settings.register_profile("explore", derandomize=False, print_blob=True,
+                              database=DirectoryBasedExampleDatabase(str(Path(__file__).parents[1] / ".hypothesis")))
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
+
+
+def pytest_report_header(config) -> list[str]:
+    import platform
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return [f"unianimate: torch {torch.__version__}, {TEST_THREADS} torch thread(s), CPU kernels {capability}, "
+            f"{platform.machine()}, hypothesis profile {os.environ.get('HYPOTHESIS_PROFILE', 'derandomized')}"]
 
 
 @pytest.fixture(scope="session")

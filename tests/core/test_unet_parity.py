@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny_unet import load_tiny_unet, regenerate_tiny_state_dict, state_dict_sha256, tiny_recipe
+import tiny_unet
+from tiny_unet import fingerprint_mismatches, load_tiny_unet, regenerate_tiny_state_dict
 
 CASES = [
     "a_t991", "a_t500", "a_t1", "b_local_t500", "c_uncond_t991", "d_b2f3", "e_h128w64_t500", "f_all4_t500",
@@ -33,11 +34,53 @@ def inputs(cases, name):
     return kw
 
 
-def test_regenerated_tiny_weights_match_recorded_sha256():
-    sd = regenerate_tiny_state_dict()
-    assert state_dict_sha256(sd) == tiny_recipe()["sha256"]
-    # and a different seed gives different weights (the check can fail)
-    assert state_dict_sha256(regenerate_tiny_state_dict(seed=2)) != tiny_recipe()["sha256"]
+@pytest.fixture(scope="module")
+def regenerated():
+    return regenerate_tiny_state_dict()
+
+
+def test_regenerated_tiny_weights_match_the_fingerprint(regenerated):
+    """The fingerprint was written from weights whose bytes had the fixture generator's sha256."""
+    assert fingerprint_mismatches(regenerated) == []
+
+
+@pytest.mark.parametrize("shape", [[5], [16], [17], [40, 3], [32, 64, 3, 3]])
+def test_fixture_randn_reproduces_torch_randn_within_the_kernel_bound(shape):
+    """The independent source is this machine's torch.randn (AVX2, AVX-512 or generic kernel)."""
+    draws = [fn(shape, torch.Generator().manual_seed(1234)) for fn in (tiny_unet.fixture_randn, tiny_unet.torch_randn)]
+    assert draws[0].dtype == torch.float32 and draws[0].shape == torch.Size(shape)
+    assert (draws[0] - draws[1]).abs().max().item() <= tiny_unet.RANDN_KERNEL_ABS
+
+
+def test_fingerprint_rejects_a_wrong_seed_or_recipe(regenerated):
+    other_seed = fingerprint_mismatches(regenerate_tiny_state_dict(seed=2))
+    assert len({p.split(":")[0] for p in other_seed}) == len(regenerated)  # every tensor fails
+    key = "input_blocks.1.0.in_layers.2.bias"  # recipe: 0.05 z; 0.1 z would be the 1-D-weight rule
+    wrong_scale = dict(regenerated, **{key: (regenerated[key].float() * 2).half()})
+    problems = fingerprint_mismatches(wrong_scale)
+    assert {p.split(":")[0] for p in problems} == {key} and len(problems) == 7  # mean, rms, absmax, 4 values
+    assert fingerprint_mismatches(dict(regenerated, **{key: regenerated[key].float()})) != []  # not fp16
+
+
+def test_fingerprint_accepts_one_fp16_ulp_everywhere(regenerated):
+    """What another CPU's randn kernel can do to the fp16 weights (it measured up to 2 ulp on small values)."""
+    for step in (1, -1):
+        moved = {k: torch.where(v == 0, v, (v.view(torch.int16) + step).view(torch.float16))
+                 for k, v in regenerated.items()}
+        assert fingerprint_mismatches(moved) == []
+
+
+def test_a_cached_checkpoint_is_reverified(regenerated, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(tiny_unet, "CACHE", tmp_path)
+    path = tmp_path / f"unet_tiny-{tiny_unet.recipe_key()}.safetensors"
+    key = next(iter(regenerated))
+    save_file(dict(regenerated, **{key: -regenerated[key]}), str(path))
+    assert tiny_unet.tiny_checkpoint_path() == path
+    assert fingerprint_mismatches(load_file(str(path))) == []  # replaced by a regenerated, verified file
+    path.write_bytes(b"not a safetensors file")
+    assert tiny_unet.tiny_checkpoint_path() == path and fingerprint_mismatches(load_file(str(path))) == []
 
 
 def test_case_list_is_complete(fixtures_dir):

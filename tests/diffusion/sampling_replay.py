@@ -133,3 +133,105 @@ def recorded_outputs(calls_v: Tensor, calls_t: Tensor, calls_is_cond: Tensor, ti
                 i += 1
     assert i == calls_v.shape[0]
     return table
+
+
+# --- Rounding bound of a replayed DDIM run -------------------------------------------------------------
+#
+# With the UNet replaced by recorded outputs, a DDIM run is a fixed chain of float32 element-wise
+# operations: CFG ``u + g (c - u)``, the window average (sum / count), ``x0 = a x - b v``,
+# ``eps = (r x - x0) / q``, ``x' = c x0 + d eps`` (docs/official_behaviour.md#ddim-step). Two
+# implementations of that chain can differ only by rounding (float32 operation order, fused multiply-add,
+# the last bit of a float64 schedule value before its cast). ``Bounded`` carries, next to the value
+# computed in float64, a running bound on |float32 result - exact result| that holds for any order of
+# evaluation and with or without FMA: every float32 operation adds at most ``U32 |result|`` (IEEE
+# round-to-nearest), and input errors propagate through the first-order terms below. A float32 run, ours
+# or the official one, then lies within ``err`` of ``val``; two such runs lie within 2 err of each other.
+
+U32 = 2.0 ** -24  # unit roundoff of float32
+SCHEDULE_RTOL = 1e-12  # float64 schedule values: ours vs the official arrays (test_sampling_schedule.py)
+
+
+@dataclass
+class Bounded:
+    val: Tensor  # float64, the exact-arithmetic value (up to float64 rounding, 2^-53, negligible)
+    err: Tensor  # float64 >= 0, bound on |a float32 implementation's value - val|
+
+    @staticmethod
+    def exact(x: Tensor) -> "Bounded":
+        """A float32 input both runs share bit for bit (recorded noise or UNet output)."""
+        return Bounded(x.double(), torch.zeros_like(x, dtype=torch.float64))
+
+    @staticmethod
+    def coefficient(value: float) -> "Bounded":
+        """A float64 schedule value cast to float32 (plus the schedule's own cross-machine tolerance)."""
+        v = torch.tensor(value, dtype=torch.float64)
+        return Bounded(v, abs(v) * (U32 + SCHEDULE_RTOL))
+
+    def _round(self, val: Tensor, err: Tensor) -> "Bounded":
+        return Bounded(val, err + U32 * val.abs())
+
+    def __add__(self, o: "Bounded") -> "Bounded":
+        return self._round(self.val + o.val, self.err + o.err)
+
+    def __sub__(self, o: "Bounded") -> "Bounded":
+        return self._round(self.val - o.val, self.err + o.err)
+
+    def __mul__(self, o: "Bounded") -> "Bounded":
+        return self._round(self.val * o.val, self.val.abs() * o.err + o.val.abs() * self.err + self.err * o.err)
+
+    def __truediv__(self, o: "Bounded") -> "Bounded":
+        val = self.val / o.val
+        assert bool((o.err < o.val.abs()).all()), "divisor not bounded away from zero"
+        return self._round(val, (self.err + val.abs() * o.err) / (o.val.abs() - o.err))
+
+    def sqrt(self) -> "Bounded":
+        val = self.val.sqrt()
+        assert bool((self.err < self.val).all()), "sqrt argument not bounded away from zero"
+        return self._round(val, self.err / (self.val - self.err).sqrt().clamp_min(0).add(val))  # |sqrt(a+e)-sqrt(a)|
+
+    @staticmethod
+    def total(parts: list["Bounded"]) -> "Bounded":
+        """Sum in any order: each partial sum rounds once, |partial| <= sum of |terms|."""
+        val = sum(p.val for p in parts)
+        err = sum(p.err for p in parts) + (len(parts) - 1) * U32 * sum(p.val.abs() for p in parts)
+        return Bounded(val, err)
+
+
+def bounded_ddim_run(start: Tensor, alphas_cumprod: Tensor, timesteps: Sequence[int],
+                     predictions: Callable[[int], list[tuple[list[int], Tensor, Tensor]]],
+                     guide_scale: float) -> Bounded:
+    """The final latent of an eta-0 DDIM run with recorded predictions, with its float32 rounding bound.
+
+    predictions(step) -> [(window frame indices, cond (1, 4, len, h, w), uncond)]: every window's recorded
+    outputs at that step (one window covering all frames for the short sampler). alphas_cumprod: the
+    float64 schedule (official arrays). The last step lands on alpha_bar[0].
+    """
+    x = Bounded.exact(start)
+    frames = start.shape[2]
+    g = Bounded.exact(torch.tensor(guide_scale))
+    one = Bounded.exact(torch.tensor(1.0))
+    for step, t in enumerate(timesteps):
+        t_prev = timesteps[step + 1] if step + 1 < len(timesteps) else 0
+        per_frame: dict[int, list[tuple[Bounded, Bounded]]] = {f: [] for f in range(frames)}
+        for window, cond, uncond in predictions(step):
+            for j, f in enumerate(window):
+                per_frame[f].append((Bounded.exact(cond[:, :, j]), Bounded.exact(uncond[:, :, j])))
+        v_frames = []
+        for f in range(frames):
+            parts = per_frame[f]
+            if len(parts) == 1:
+                c, u = parts[0]
+            else:
+                n = Bounded.exact(torch.tensor(float(len(parts))))
+                c = Bounded.total([p[0] for p in parts]) / n
+                u = Bounded.total([p[1] for p in parts]) / n
+            v_frames.append(u + g * (c - u))
+        v = Bounded(torch.stack([b.val for b in v_frames], 2), torch.stack([b.err for b in v_frames], 2))
+        ab, ab_prev = float(alphas_cumprod[t]), float(alphas_cumprod[t_prev])
+        a, b = Bounded.coefficient(ab ** 0.5), Bounded.coefficient((1 - ab) ** 0.5)
+        r, q = Bounded.coefficient((1 / ab) ** 0.5), Bounded.coefficient((1 / ab - 1) ** 0.5)
+        ab_prev32 = Bounded.coefficient(ab_prev)  # cast to float32, then sqrt / 1 - in float32
+        x0 = a * x - b * v
+        eps = (r * x - x0) / q
+        x = ab_prev32.sqrt() * x0 + (one - ab_prev32).sqrt() * eps
+    return x

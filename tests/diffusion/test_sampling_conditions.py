@@ -1,6 +1,7 @@
 """Conditions: the three modes, window slicing/batching and the exact uint8 -> float conversion."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,13 +42,23 @@ def test_missing_mode_inputs_are_reported(mode: str, missing: str | None) -> Non
         Conditions.build(mode, **p)
 
 
-def test_uint8_conversion_is_the_official_division() -> None:
-    u8 = torch.arange(256, dtype=torch.uint8)
-    assert torch.equal(pixels_to_float(u8), u8.to(torch.float32) / 255.0)
+def test_uint8_conversion_is_the_correctly_rounded_quotient() -> None:
+    """The official loader (ToTensor) divides in float32, which IEEE rounds correctly: every byte v must map
+    to the float32 nearest to the rational v / 255 (checked in exact arithmetic, ties excluded by the
+    assertion). A multiplication by 1/255 instead differs for 126 of the 256 bytes."""
+    from fractions import Fraction
+
+    got = pixels_to_float(torch.arange(256, dtype=torch.uint8))
+    assert got.dtype == torch.float32
+    for v, value in enumerate(got.numpy()):
+        exact = Fraction(v, 255)
+        below, above = np.nextafter(value, np.float32(-1)), np.nextafter(value, np.float32(2))
+        error = abs(Fraction(float(value)) - exact)
+        assert error < abs(Fraction(float(below)) - exact) and error < abs(Fraction(float(above)) - exact), v
     cond = Conditions.build("both", **parts())
     kw = cond.model_kwargs(F, dtype=torch.float16)
-    assert kw["dwpose"].dtype == torch.float16
-    assert torch.equal(kw["dwpose"], (cond.dwpose.float() / 255.0).half())
+    assert kw["dwpose"].dtype == torch.float16  # half precision: the float32 values rounded once more
+    assert torch.equal(kw["dwpose"], pixels_to_float(cond.dwpose).half())
 
 
 def test_window_slicing_and_batching() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sampling_replay import ReplayModel, official_call_sequence, recorded_outputs
+from sampling_replay import ReplayModel, bounded_ddim_run, official_call_sequence, recorded_outputs
 from unianimate_core.diffusion import Conditions, NoiseOptions, SamplerOptions, combine_noise
 from unianimate_core.diffusion.sliding import iter_sample_long_sliding, sample_long_sliding
 from unianimate_core.diffusion.windows import SlidingWindowOptions
@@ -71,12 +71,28 @@ def test_long_sliding_every_step_matches_official(long_golden: dict, long_window
     torch.testing.assert_close(steps[-1].x, g[f"{run}.final"], atol=FINAL_ATOL, rtol=0)
 
 
-def test_long_sliding_cbs1_is_bit_exact(long_golden: dict, long_windows: dict) -> None:
+@pytest.mark.parametrize("cfg_mode", ["sequential", "batched"])
+def test_long_sliding_cbs1_is_the_official_arithmetic_up_to_float32_rounding(long_golden: dict, long_windows: dict,
+                                                                           schedule_golden: dict, cfg_mode: str) -> None:
+    """Ours and the official cbs 1 final latent both lie within the float32 rounding bound of the exact
+    window-averaged DDIM result from the recorded per-window predictions (at most 2.6e-5 here). The
+    official cbs 2 run is not a replay of these predictions (batching changed the UNet outputs by
+    1.3e-5) and is compared in test_long_sliding_every_step_matches_official."""
     g = long_golden
-    out = sample_long_sliding(_replay(g, long_windows, 1, batched=False), g["long.in.start"], _conditions(g, 10),
-                              SamplerOptions(steps=4, cfg_mode="sequential"),
+    out = sample_long_sliding(_replay(g, long_windows, 1, batched=cfg_mode == "batched"), g["long.in.start"],
+                              _conditions(g, 10), SamplerOptions(steps=4, cfg_mode=cfg_mode),
                               SlidingWindowOptions(context_size=4, context_overlap=2))
-    assert torch.equal(out, g["long.cbs1.final"])
+    windows, v = _case(long_windows, 1)["windows"], g["long.cbs1.calls.v"]
+
+    def predictions(step: int):
+        base = step * 2 * len(windows)
+        return [(w, v[base + 2 * i:base + 2 * i + 1], v[base + 2 * i + 1:base + 2 * i + 2]) for i, w in enumerate(windows)]
+
+    exact = bounded_ddim_run(g["long.in.start"], schedule_golden["alphas_cumprod"], g["long.cbs1.timesteps"].tolist(),
+                             predictions, 2.5)
+    assert float(exact.err.max()) < 5e-5
+    assert bool(((g["long.cbs1.final"].double() - exact.val).abs() <= exact.err).all())
+    assert bool(((out.double() - exact.val).abs() <= exact.err).all())
 
 
 def test_single_window_equals_short_sampler(long_golden: dict) -> None:

@@ -64,18 +64,27 @@ def test_long_run_only_ever_gives_one_window_group_to_the_model() -> None:
     assert bool(torch.isfinite(out_seq).all())
 
 
-@pytest.mark.parametrize("cfg_mode", ["batched", "sequential"])
-def test_batched_and_sequential_guidance_agree(cfg_mode: str) -> None:
+def test_batched_and_sequential_guidance_agree() -> None:
+    """Batched CFG (cond and uncond rows in one call, cond_mask) against the official sequential pattern
+    (pinned to the official runs by the replay tests). FakeUNet is element-wise per row, so the two can only
+    differ by float32 rounding of the 4-step chain (|x| < 4, ~10 operations per step: < 4 x 10 x 4 x 2^-24
+    = 1e-5); guidance itself moves the result by far more (checked against guide_scale 1)."""
     noise = torch.randn(2, 4, 12, 2, 2, generator=torch.Generator().manual_seed(3))
     cond = conditions(12, b=2)
-    ref = sample_long_sliding(FakeUNet(batched=False), noise, cond, SamplerOptions(steps=4, cfg_mode="sequential"),
-                              SlidingWindowOptions(5, 2, context_batch_size=2))
-    got = sample_long_sliding(FakeUNet(), noise, cond, SamplerOptions(steps=4, cfg_mode=cfg_mode),
-                              SlidingWindowOptions(5, 2, context_batch_size=2))
-    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
-    short_ref = sample_video(FakeUNet(batched=False), noise, cond, SamplerOptions(steps=4, cfg_mode="sequential"))
-    short = sample_video(FakeUNet(), noise, cond, SamplerOptions(steps=4, cfg_mode=cfg_mode))
-    torch.testing.assert_close(short, short_ref, atol=1e-6, rtol=0)
+    windows = SlidingWindowOptions(5, 2, context_batch_size=2)
+    runs = {}
+    for mode in ("sequential", "batched"):
+        for name, run in (("long", lambda m, o: sample_long_sliding(m, noise, cond, o, windows)),
+                          ("short", lambda m, o: sample_video(m, noise, cond, o))):
+            model = FakeUNet(batched=mode == "batched")
+            runs[name, mode] = (run(model, SamplerOptions(steps=4, cfg_mode=mode)), model)
+    for name in ("long", "short"):
+        (seq, seq_model), (bat, bat_model) = runs[name, "sequential"], runs[name, "batched"]
+        assert seq_model.calls == 2 * bat_model.calls and bat_model.max_batch == 2 * seq_model.max_batch
+        assert float(seq.abs().max()) < 4
+        torch.testing.assert_close(bat, seq, atol=1e-5, rtol=0)
+    unguided = sample_video(FakeUNet(batched=False), noise, cond, SamplerOptions(steps=4, guide_scale=1.0))
+    assert (runs["short", "sequential"][0] - unguided).abs().max() > 1e-2
 
 
 def test_guide_scale_one_skips_the_unconditional_call() -> None:

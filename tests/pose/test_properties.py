@@ -19,7 +19,7 @@ from unianimate_core.pose.pose_keypoint import from_pose_keypoint, to_pose_keypo
 from unianimate_core.pose.render import render_pose  # noqa: E402
 from unianimate_core.pose.selection import select_person  # noqa: E402
 
-SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # database/seed: tests/conftest.py
 
 _BODY = np.array([
     [256, 120], [256, 180], [216, 180], [200, 260], [196, 330], [296, 180], [312, 260], [316, 330],

@@ -1,13 +1,17 @@
-"""Rendering parity with the official ``draw_pose`` (pixel-exact) and the size/colour options."""
+"""Rendering parity with the official ``draw_pose`` (pixel-exact) and the size/colour options.
+
+Pixel-exact on purpose: OpenCV rasterises ellipses, polygons, circles and lines with integer
+arithmetic, and every release the tests allow (requirements-test.txt: 4.10 to 5.1) draws these
+fixtures (made with OpenCV 5.0) identically - checked release by release, see docs/testing.md.
+"""
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import numpy as np
 import pytest
 
-pytest.importorskip("cv2")
+cv2 = pytest.importorskip("cv2")
 
 from unianimate_core.pose.errors import PoseInputError  # noqa: E402
 from unianimate_core.pose.image import swap_red_blue  # noqa: E402
@@ -21,10 +25,9 @@ CASES = ["full", "missing", "edges", "no_neck"]
 def test_official_dict_drawing_is_pixel_exact(name, render_cases, render_dir, read_png):
     case = render_cases["cases"][name]
     without, with_face = draw_dwpose_dict(case["input"], 768, 512)
-    assert hashlib.sha256(without.tobytes()).hexdigest() == case["canvas_without_face_sha256"]
-    assert hashlib.sha256(with_face.tobytes()).hexdigest() == case["canvas_with_face_sha256"]
-    np.testing.assert_array_equal(without, read_png(render_dir / case["outputs"]["canvas_without_face"]))
-    np.testing.assert_array_equal(with_face, read_png(render_dir / case["outputs"]["canvas_with_face"]))
+    note = f"OpenCV {cv2.__version__} (pixel-exact drawing verified on 4.10-5.1, docs/testing.md)"
+    np.testing.assert_array_equal(without, read_png(render_dir / case["outputs"]["canvas_without_face"]), err_msg=note)
+    np.testing.assert_array_equal(with_face, read_png(render_dir / case["outputs"]["canvas_with_face"]), err_msg=note)
 
 
 @pytest.mark.parametrize("name", CASES)

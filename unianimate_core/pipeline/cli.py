@@ -1,10 +1,11 @@
-"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, batch}``.
+"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, eval, batch}``.
 
 ``animate`` makes a video from a reference photo and a driving clip; ``demo`` runs the whole
 pipeline on the bundled media (with the real model files when they are found, otherwise with a
 tiny random-weight model whose output is clearly labelled as noise); ``extract-poses`` writes the
-aligned pose images only; ``models`` shows which model files are found where; ``batch`` renders
-many jobs on Ray or on ComfyUI servers (``unianimate_core.batch``).
+aligned pose images only; ``models`` shows which model files are found where; ``eval`` scores
+generated videos (``unianimate_core.evaluation.cli``); ``batch`` renders many jobs on Ray or on ComfyUI
+servers (``unianimate_core.batch``).
 
 Exit codes: 0 ok, 2 bad input or missing files (one line says what to do), 130 interrupted (what
 had finished is kept and its location printed).
@@ -141,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="show which model files are found and where they were searched")
     m.add_argument("--models", action="append", default=[], metavar="DIR")
+
+    from ..evaluation.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
 
     from ..batch.cli import add_parser as add_batch_parser
 
@@ -280,6 +285,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0 if files.complete else 2
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation.cli import cmd_eval as run
+
+    return run(args)
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch.cli import cmd_batch as run
 
@@ -287,7 +298,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models,
-            "batch": cmd_batch}
+            "eval": cmd_eval, "batch": cmd_batch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
