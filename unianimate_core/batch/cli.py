@@ -17,7 +17,7 @@ from typing import Any
 from ..pipeline.runner import AnimateOptions
 
 from .errors import BatchError
-from .jobs import JobDefaults, describe_jobs, jobs_from_file, product_jobs
+from .jobs import JobDefaults, jobs_from_file, product_jobs
 from .run import EXIT_BAD_INPUT, BatchRun, RunSettings
 
 DESCRIPTION = """\
@@ -123,6 +123,31 @@ def _identity(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _dry_run(jobs: list, out_dir: Path, identity: dict[str, Any]) -> str:
+    """What a run would do with each job (reads the manifest, writes nothing)."""
+    from .manifest import MANIFEST_NAME, Manifest
+    from .run import describe_job
+
+    manifest = Manifest(out_dir / MANIFEST_NAME)
+    lines = []
+    for job in jobs:
+        if job.problem:
+            lines.append(f"{job.id}: FAILS - {job.problem} ({job.source})")
+            continue
+        try:
+            key = describe_job(job, identity)[2]
+        except OSError as exc:
+            lines.append(f"{job.id}: FAILS - could not read an input: {exc}")
+            continue
+        done, why = manifest.finished(job.id, key)
+        record = manifest.get(job.id) or {}
+        state = ("done earlier, skipped" if done else
+                 f"renders again ({why})" if why else
+                 f"resumes after {record.get('segments')} kept segments" if record.get("segments") else "renders")
+        lines.append(f"{job.id}: {state}: {job.reference} + {job.driving} -> {job.out}")
+    return "\n".join(lines)
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..config import UNetConfig
     from ..pipeline.cli import _options
@@ -150,7 +175,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not jobs:
         raise BatchError("the job list holds no jobs.")
     if args.dry_run:
-        print(describe_jobs(jobs))
+        print(_dry_run(jobs, out_dir, _identity(args)))
         return 0
     local = not (args.address or os.environ.get("RAY_ADDRESS")) and not args.comfy
     if local and not args.random_weights:

@@ -414,14 +414,5 @@ def product_jobs(references: Sequence[str | Path], drivings: Sequence[str | Path
     return finalize(jobs, defaults)
 
 
-def describe_jobs(jobs: Iterable[Job]) -> str:
-    """One line per job (id, inputs, problem) for ``--dry-run``."""
-    lines = []
-    for job in jobs:
-        state = f"PROBLEM: {job.problem}" if job.problem else f"-> {job.out}"
-        lines.append(f"{job.id}: {job.reference} + {job.driving} {state}")
-    return "\n".join(lines)
-
-
-__all__ = ["Job", "JobDefaults", "OPTION_KINDS", "build_job", "canonical_field", "convert_option", "describe_jobs",
+__all__ = ["Job", "JobDefaults", "OPTION_KINDS", "build_job", "canonical_field", "convert_option",
            "finalize", "jobs_from_file", "product_jobs", "read_job_file", "resolve_options", "safe_name"]

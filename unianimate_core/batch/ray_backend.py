@@ -95,7 +95,8 @@ def connect(cfg: RayConfig) -> bool:
         workers = cfg.workers or _local_gpu_workers(cfg)
         needed = workers * cfg.cpus_per_worker + cfg.pose_cpus
         num_cpus = cfg.num_cpus or max(os.cpu_count() or 1, int(needed + 0.999))
-        ray.init(num_cpus=num_cpus, include_dashboard=False,
+        # "local": always a new Ray of our own, never a cluster some other `ray start` left running here
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  object_store_memory=(cfg.object_store_mb * 2**20) if cfg.object_store_mb else None, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"

@@ -35,6 +35,14 @@ from .manifest import MANIFEST_NAME, BatchLock, Manifest, job_key, now, sha256_i
 EXIT_OK, EXIT_FAILED_JOBS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def describe_job(job: Job, identity: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(inputs with their SHA-256, options, key) of a job that has no problem; reads every input once."""
+    inputs = {k: {"path": str(getattr(job, k)), "sha256": sha256_input(getattr(job, k))}
+              for k in ("reference", "driving", "keypoints") if getattr(job, k) is not None}
+    options = {**dataclasses.asdict(job.options), "save_latent": job.save_latent}  # type: ignore[call-overload]
+    return inputs, options, job_key({k: v["sha256"] for k, v in inputs.items()}, options, identity)
+
+
 @dataclass
 class RunSettings:
     """How a batch treats its jobs.
@@ -107,13 +115,10 @@ class BatchRun:
                 self.fail(job, job.problem, attempt=False)
                 continue
             try:
-                inputs = {k: {"path": str(getattr(job, k)), "sha256": sha256_input(getattr(job, k))}
-                          for k in ("reference", "driving", "keypoints") if getattr(job, k) is not None}
+                inputs, options, key = describe_job(job, self.settings.identity)
             except OSError as exc:
                 self.fail(job, f"could not read an input: {exc}", attempt=False)
                 continue
-            options = {**dataclasses.asdict(job.options), "save_latent": job.save_latent}
-            key = job_key({k: v["sha256"] for k, v in inputs.items()}, options, self.settings.identity)
             self.keys[job.id] = key
             done, why = self.manifest.finished(job.id, key)
             record = self.manifest.get(job.id) or {}
@@ -363,5 +368,5 @@ class BatchRun:
         return EXIT_FAILED_JOBS if c["failed"] else EXIT_OK
 
 
-__all__ = ["BatchError", "BatchRun", "EXIT_BAD_INPUT", "EXIT_FAILED_JOBS", "EXIT_INTERRUPTED", "EXIT_OK",
+__all__ = ["BatchError", "BatchRun", "describe_job", "EXIT_BAD_INPUT", "EXIT_FAILED_JOBS", "EXIT_INTERRUPTED", "EXIT_OK",
            "RunSettings"]
