@@ -525,14 +525,14 @@ LORA_PROBE = textwrap.dedent("""
     save_file(lora, "probe_lora.safetensors")
 
     patcher = pack.nodes.loader.build_patcher({ckpt!r}, "fp32")
-    patcher.model.set_zero_y(zero_y)
+    patcher.model.diffusion_model.set_zero_y(zero_y)
     patched = pack.nodes.lora.apply_lora_patches(patcher, lora, 0.8, "probe_lora.safetensors")
     mm.load_models_gpu([patched])
     x = torch.randn(1, 4, 2, 8, 8, generator=g)
     kw = dict(image=torch.randn(1, 1024, generator=g), dwpose=torch.rand(1, 3, 3, 64, 64, generator=g),
               randomref=torch.randn(1, 4, 1, 8, 8, generator=g))
     with torch.no_grad():
-        comfy_out = patched.model(x, torch.tensor([500]), **kw)
+        comfy_out = patched.model.diffusion_model(x, torch.tensor([500]), **kw)
         merged = core.checkpoint.load_unet({ckpt!r}, dtype="fp32", zero_y=zero_y)
         layers = core.lora.apply_lora(merged, "probe_lora.safetensors", strength=0.8)
         ours = merged(x, torch.tensor([500]), **kw)
