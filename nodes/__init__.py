@@ -11,11 +11,13 @@ from comfy_api.latest import ComfyExtension, io
 from .folders import register_model_folders
 from .loader import LoadUniAnimateModel
 from .long_video import LongVideoLoop
+from .lora import LoadUniAnimateLora
+from .native_nodes import UniAnimateConditioning
 from .pose_nodes import PoseAlign, PoseExtractor
 from .sampler import UniAnimateSampler, UniAnimateSpeedOptions
 
-NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, PoseExtractor, PoseAlign, UniAnimateSampler, LongVideoLoop,
-                                   UniAnimateSpeedOptions]
+NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, LoadUniAnimateLora, PoseExtractor, PoseAlign, UniAnimateSampler,
+                                   LongVideoLoop, UniAnimateConditioning, UniAnimateSpeedOptions]
 
 
 class UniAnimateExtension(ComfyExtension):

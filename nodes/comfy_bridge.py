@@ -173,8 +173,8 @@ def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CAN
     only a log line (the latent is written first).
     """
     import folder_paths
-    from safetensors.torch import save_file
 
+    from ..unianimate_core.pipeline.latent_file import save_latent
     from ..unianimate_core.pipeline.video import to_uint8, write_video
 
     samples = frames_in_batch(model_latent.float().cpu()) / LATENT_SCALE
@@ -182,8 +182,7 @@ def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CAN
     folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory(), w, h)
     os.makedirs(folder, exist_ok=True)
     base = os.path.join(folder, f"{name}_{counter:05}_")
-    written = [base + ".latent"]
-    save_file({"latent_tensor": samples.contiguous(), "latent_format_version_0": torch.tensor([])}, written[0])
+    written = [str(save_latent(base + ".latent", model_latent))]
     try:
         frames = [to_uint8(vae_decode_frames(vae, samples[i:i + DECODE_CHUNK] * LATENT_SCALE))
                   for i in range(0, samples.shape[0], DECODE_CHUNK)]

@@ -4,6 +4,10 @@ The UNet is built with ComfyUI's layer factory (``comfy.ops``: weight-dtype cast
 partial loading) and attention dispatcher, and wrapped in a ``ModelPatcher`` so ComfyUI's memory
 manager loads it to the GPU when a sampler needs it and offloads it when something else does.
 Nothing is moved to the GPU here: loading happens on ComfyUI's offload device.
+
+The patcher holds the UNet inside a ComfyUI ``BaseModel`` (``native_model.UniAnimateNativeModel``),
+so the same weights serve both outputs: UNIANIMATE_MODEL for this pack's samplers and MODEL for
+ComfyUI's own (KSampler, context windows, caches, patches).
 """
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import weakref
 from typing import Any, Optional
 
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.ops
 import folder_paths
 import torch
@@ -25,6 +28,7 @@ from ..unianimate_core.errors import CheckpointError, ModelFileNotFoundError, Pr
 from ..unianimate_core.model_files import DOWNLOADS
 from ..unianimate_core.precision import dtype_name
 from . import folders
+from .native_model import make_model_patcher
 from .text_context import resolve_zero_y
 from .types import UniAnimateModel, UniAnimateModelType
 
@@ -97,7 +101,7 @@ def build_patcher(path: str, weight_choice: str) -> Any:
     unet.manual_cast_dtype = manual_cast
     log.info("UniAnimate: loaded %s (%s temporal layers), weights %s, compute %s, on %s", os.path.basename(path),
              unet.config.temporal, weight_dtype, unet.dtype, offload_device)
-    return comfy.model_patcher.ModelPatcher(unet, load_device=load_device, offload_device=offload_device)
+    return make_model_patcher(unet, weight_dtype, manual_cast, load_device, offload_device)
 
 
 def _file_key(path: str, weight_choice: str) -> tuple:
@@ -132,7 +136,12 @@ class LoadUniAnimateModel(io.ComfyNode):
                                       "context is cached next to the model file, then this input can stay empty."),
             ],
             outputs=[UniAnimateModelType.Output(display_name="model",
-                                                tooltip="UniAnimate UNet for UniAnimate Sampler / Long Video Loop.")],
+                                                tooltip="UniAnimate UNet for UniAnimate Sampler / Long Video Loop."),
+                     io.Model.Output(display_name="MODEL",
+                                     tooltip="The same UNet as a ComfyUI MODEL: sample it with KSampler / "
+                                             "SamplerCustomAdvanced and the positive, negative and latent of "
+                                             "'UniAnimate Conditioning'; context windows, EasyCache and model "
+                                             "patches apply.")],
         )
 
     @classmethod
@@ -162,7 +171,8 @@ class LoadUniAnimateModel(io.ComfyNode):
             patcher = build_patcher(path, weight_dtype)
             _loaded[key] = patcher
         zero_y = resolve_zero_y(clip, path)
-        patcher.model.set_zero_y(zero_y)
+        unet = patcher.model.diffusion_model
+        unet.set_zero_y(zero_y)
         model = UniAnimateModel(patcher=patcher, zero_y=zero_y, source=os.path.basename(path),
-                                compute_dtype=patcher.model.dtype)
-        return io.NodeOutput(model)
+                                compute_dtype=unet.dtype)
+        return io.NodeOutput(model, patcher)

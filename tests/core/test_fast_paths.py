@@ -79,7 +79,7 @@ def test_cross_attention_context_once_per_sample():
     x = torch.randn(b * frames, 64, 4, 4)
     ctx = torch.randn(b, 9, 48)
     with torch.no_grad():
-        once = st(x, ctx, frames)
+        once = st(x, ctx)  # (B, 9, C) context for B * 3 frames
         repeated = st(x, ctx.repeat_interleave(frames, dim=0))
     assert close(once, repeated)
 

@@ -33,7 +33,8 @@ WORKFLOWS = REPO / "workflows"
 STEMS = ["1 - Short clip", "2 - Long video, sliding windows", "3 - Long video, continuation",
          "4 - Repose a single image", "5 - Short clip, small downloads"]
 OUR_NODES = {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
-             "UniAnimateLongVideoLoop", "UniAnimateSpeedOptions"}
+             "UniAnimateLongVideoLoop", "UniAnimateConditioning",
+             "UniAnimateLoraLoader", "UniAnimateSpeedOptions"}
 SIZE, DRIVING_FRAMES = 64, 4
 
 
@@ -104,7 +105,7 @@ def test_shipped_workflows_convert_and_validate_against_the_real_server(object_i
 SIGNATURE_PROBE = textwrap.dedent("""
     import inspect, json
     import folder_paths, latent_preview
-    import comfy.model_management as mm, comfy.model_patcher, comfy.utils, comfy.ops, comfy.latent_formats
+    import comfy.model_management as mm, comfy.model_patcher, comfy.utils, comfy.ops, comfy.latent_formats, comfy.lora
     import comfy.ldm.modules.attention as attention
     from comfy_api.latest import io, ComfyExtension
     targets = {
@@ -124,6 +125,7 @@ SIGNATURE_PROBE = textwrap.dedent("""
         "add_model_folder_path": folder_paths.add_model_folder_path, "get_folder_paths": folder_paths.get_folder_paths,
         "get_filename_list": folder_paths.get_filename_list, "get_full_path": folder_paths.get_full_path,
         "get_full_path_or_raise": folder_paths.get_full_path_or_raise, "get_previewer": latent_preview.get_previewer,
+        "add_patches": comfy.model_patcher.ModelPatcher.add_patches, "load_lora": comfy.lora.load_lora,
         "get_save_image_path": folder_paths.get_save_image_path,
         "get_output_directory": folder_paths.get_output_directory,
         "decode_latent_to_preview_image": latent_preview.LatentPreviewer.decode_latent_to_preview_image,
@@ -494,3 +496,66 @@ def test_half_and_fp8_weights_run_in_the_real_comfyui(comfy_server, client, prep
     assert latent.shape == (1, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
     stored = {"fp16": "torch.float16", "fp8_e4m3fn": "torch.float8_e4m3fn"}[weight_dtype]
     assert f"weights {stored}, compute torch.float32" in comfy_server.log_text()[log_start:]
+
+
+# ------------------------------------------------------------------------------------------- LoRA
+LORA_PROBE = textwrap.dedent("""
+    import sys, importlib.util, json
+    sys.argv = ["probe", "--cpu"]
+    sys.path.insert(0, ".")
+    import comfy.options; comfy.options.enable_args_parsing()
+    import torch, comfy.model_management as mm
+    from safetensors.torch import load_file, save_file
+
+    spec = importlib.util.spec_from_file_location("unianimate_probe_pack", {init!r}, submodule_search_locations=[{repo!r}])
+    pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack; spec.loader.exec_module(pack)
+    core = pack.unianimate_core
+    zero_y = load_file({cases!r})["zero_y"]
+
+    # a LoRA in the trainer's file layout on every attention projection of the tiny UNet
+    base = core.checkpoint.load_unet({ckpt!r}, dtype="fp32")
+    g = torch.Generator().manual_seed(0)
+    lora = {{}}
+    for name, module in base.named_modules():
+        if name.endswith(("attn1.to_q", "attn1.to_v", "attn2.to_k", "attn2.to_out.0")):
+            w = module.weight
+            lora[f"diffusion_model.{{name}}.lora_A.weight"] = 0.3 * torch.randn(4, w.shape[1], generator=g)
+            lora[f"diffusion_model.{{name}}.lora_B.weight"] = 0.3 * torch.randn(w.shape[0], 4, generator=g)
+            lora[f"diffusion_model.{{name}}.alpha"] = torch.tensor(2.0)
+    save_file(lora, "probe_lora.safetensors")
+
+    patcher = pack.nodes.loader.build_patcher({ckpt!r}, "fp32")
+    patcher.model.diffusion_model.set_zero_y(zero_y)
+    patched = pack.nodes.lora.apply_lora_patches(patcher, lora, 0.8, "probe_lora.safetensors")
+    mm.load_models_gpu([patched])
+    x = torch.randn(1, 4, 2, 8, 8, generator=g)
+    kw = dict(image=torch.randn(1, 1024, generator=g), dwpose=torch.rand(1, 3, 3, 64, 64, generator=g),
+              randomref=torch.randn(1, 4, 1, 8, 8, generator=g))
+    with torch.no_grad():
+        comfy_out = patched.model.diffusion_model(x, torch.tensor([500]), **kw)
+        merged = core.checkpoint.load_unet({ckpt!r}, dtype="fp32", zero_y=zero_y)
+        layers = core.lora.apply_lora(merged, "probe_lora.safetensors", strength=0.8)
+        ours = merged(x, torch.tensor([500]), **kw)
+        plain = core.checkpoint.load_unet({ckpt!r}, dtype="fp32", zero_y=zero_y)(x, torch.tensor([500]), **kw)
+    print("RESULT" + json.dumps({{"layers": len(layers), "patched": len(patched.patches),
+                                 "max_abs": float((comfy_out - ours).abs().max()),
+                                 "lora_effect": float((ours - plain).abs().max())}}))
+""")
+
+
+def test_comfyui_applies_a_trained_lora_like_our_merge(comfy_server):
+    """ComfyUI's own LoRA machinery (comfy.lora.load_lora + ModelPatcher patches applied on load) on the
+    trainer's file layout gives the same UNet output as unianimate_core.lora.apply_lora's merge."""
+    fixtures = REPO / "tests" / "fixtures"
+    sys.path.insert(0, str(REPO))
+    from tests.tiny_unet import tiny_checkpoint_path
+
+    script = LORA_PROBE.format(init=str(REPO / "__init__.py"), repo=str(REPO), ckpt=str(tiny_checkpoint_path()),
+                               cases=str(fixtures / "unet_tiny_cases.safetensors"))
+    res = subprocess.run([str(comfy_server.python), "-c", script], cwd=str(comfy_server.base), capture_output=True,
+                         text=True, timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(comfy_server.root)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.split("RESULT", 1)[1])
+    assert out["layers"] == out["patched"] > 0
+    assert out["lora_effect"] > 1e-2  # the LoRA changes the output...
+    assert out["max_abs"] < 1e-4, out  # ...identically through ComfyUI's patcher and our merge (fp32 rounding)

@@ -16,11 +16,13 @@ NODE_IDS = {
     "PoseAlign": "UniAnimatePoseAlign",
     "UniAnimateSampler": "UniAnimateSampler",
     "LongVideoLoop": "UniAnimateLongVideoLoop",
+    "UniAnimateConditioning": "UniAnimateConditioning",
+    "LoadUniAnimateLora": "UniAnimateLoraLoader",
     "UniAnimateSpeedOptions": "UniAnimateSpeedOptions",
 }
 
 
-def test_entrypoint_registers_the_five_nodes_under_fixed_ids(host):
+def test_entrypoint_registers_the_nodes_under_fixed_ids(host):
     ext = asyncio.run(host.pack.comfy_entrypoint())
     assert isinstance(ext, host.fake["comfy_api.latest"].ComfyExtension)
     classes = asyncio.run(ext.get_node_list())

@@ -24,12 +24,14 @@ class ProgressBar:
     10 % (and at the end), so logs stay short.
     """
 
-    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 30,
+                 initial: int = 0) -> None:
         self.total = max(int(total), 1)
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
-        self.done = 0
+        self.done = min(max(int(initial), 0), self.total)
+        self.initial = self.done  # work done before this bar started (a resumed run): not in the rate
         self.start = time.monotonic()
         self._last_draw = 0.0
         self._last_decile = -1
@@ -47,12 +49,12 @@ class ProgressBar:
         elapsed = time.monotonic() - self.start
         frac = self.done / self.total
         filled = int(round(frac * self.width))
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         bar = "#" * filled + "-" * (self.width - filled)
         extra = f" {info}" if info else ""
         return (f"{self.label} [{bar}] {self.done}/{self.total} {frac:4.0%} "
-                f"{_fmt_seconds(elapsed)}<{_fmt_seconds(eta)}{extra}")
+                f"{_fmt_seconds(elapsed)}<{_fmt_seconds(eta)} {rate:.2f} it/s{extra}")
 
     def _draw(self, info: str = "", force: bool = False) -> None:
         now = time.monotonic()

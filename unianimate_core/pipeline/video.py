@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -59,58 +59,113 @@ def _rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _read_folder(folder: Path, limit: int | None, step: int = 1) -> Clip:
+def _image_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     # The official pose folders keep the reference pose next to the frames; it is not a frame.
     files = [p for p in files if p.stem != "ref_pose"]
     if not files:
         raise MediaError(f"the folder {folder} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
-    files = files[::step]
-    if limit is not None:
-        files = files[:limit]
-    frames = []
-    for p in files:
-        with Image.open(p) as im:
-            frames.append(_rgb(im))
-    sizes = {f.shape[:2] for f in frames}
-    if len(sizes) > 1:
-        raise MediaError(f"the images in {folder} have different sizes {sorted(sizes)}; resize them to one size first.")
-    return Clip(frames, 8.0)
+    return files
 
 
-def _read_animated(path: Path, limit: int | None, step: int = 1) -> Clip:
-    with Image.open(path) as im:
-        durations = []
-        frames = []
-        for i, frame in enumerate(ImageSequence.Iterator(im)):
-            if i % step:
-                continue
-            frames.append(_rgb(frame))  # decoding the frame also fills its info (duration)
-            durations.append(frame.info.get("duration", 0) or 0)
-            if limit is not None and len(frames) >= limit:
-                break
-    mean_ms = float(np.mean(durations)) if durations and np.mean(durations) > 0 else 125.0
-    return Clip(frames, 1000.0 / mean_ms / step)
+def _iter_folder(folder: Path, step: int) -> Iterator[np.ndarray]:
+    size = None
+    for p in _image_files(folder)[::step]:
+        try:
+            with Image.open(p) as im:
+                frame = _rgb(im)
+        except OSError as exc:
+            raise MediaError(f"could not read the image {p}: {exc}.") from exc
+        if size is not None and frame.shape[:2] != size:
+            raise MediaError(f"the images in {folder} have different sizes ({size} and {frame.shape[:2]} at "
+                             f"{p.name}); resize them to one size first.")
+        size = frame.shape[:2]
+        yield frame
 
 
-def _read_video(path: Path, limit: int | None, step: int = 1) -> Clip:
+def _iter_animated(path: Path, step: int, durations: list[float]) -> Iterator[np.ndarray]:
+    try:
+        with Image.open(path) as im:
+            for i, frame in enumerate(ImageSequence.Iterator(im)):
+                if i % step:
+                    continue
+                rgb = _rgb(frame)  # decoding the frame also fills its info (duration)
+                durations.append(frame.info.get("duration", 0) or 0)
+                yield rgb
+    except OSError as exc:
+        raise MediaError(f"could not read {path}: {exc}.") from exc
+
+
+def _video_rate(path: Path) -> float:
     av = _import_av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream.")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or 8
-            frames = []
-            for i, frame in enumerate(container.decode(stream)):
-                if i % step:
-                    continue
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if limit is not None and len(frames) >= limit:
-                    break
+            return float(stream.average_rate or stream.guessed_rate or 8)
     except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
         raise MediaError(f"could not decode {path}: {exc}. Re-encode it as H.264 mp4 or pass a folder of images.") from exc
-    return Clip(frames, float(rate) / step)
+
+
+def _iter_video(path: Path, step: int) -> Iterator[np.ndarray]:
+    av = _import_av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream.")
+            stream = container.streams.video[0]
+            for i, frame in enumerate(container.decode(stream)):
+                if i % step == 0:
+                    yield frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+        raise MediaError(f"could not decode {path}: {exc}. Re-encode it as H.264 mp4 or pass a folder of images.") from exc
+
+
+def _limited(frames: Iterator[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:
+    for i, frame in enumerate(frames):
+        if limit is not None and i >= limit:
+            return
+        yield frame
+
+
+@dataclass
+class FrameStream:
+    """Frames decoded one at a time (a long clip never sits in memory in full).
+
+    ``frames``: iterator of uint8 ``(H, W, 3)`` RGB frames (every ``step``-th, at most ``limit``);
+    ``fps``: frame rate of the kept frames (for animated images, from the frame durations seen so far:
+    exact once the iterator is exhausted). Decoding errors surface as :class:`MediaError` while iterating.
+    """
+
+    frames: Iterator[np.ndarray]
+    _fps: Callable[[], float]
+
+    @property
+    def fps(self) -> float:
+        return self._fps()
+
+
+def stream_clip(path: str | os.PathLike, step: int = 1, limit: int | None = None) -> FrameStream:
+    """Open a driving clip (video file, animated image, still image or folder of images) for streaming."""
+    if step < 1:
+        raise MediaError(f"frame step must be >= 1; got {step}.")
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"driving clip not found: {p}. Pass an existing video file, animated image or image folder.")
+    if p.is_dir():
+        _image_files(p)  # an empty folder is an error at once
+        return FrameStream(_limited(_iter_folder(p, step), limit), lambda: 8.0)
+    if p.suffix.lower() in IMAGE_EXTENSIONS | ANIMATED_IMAGE_EXTENSIONS and p.suffix.lower() not in VIDEO_EXTENSIONS:
+        durations: list[float] = []
+
+        def animated_fps() -> float:
+            mean_ms = float(np.mean(durations)) if durations and np.mean(durations) > 0 else 125.0
+            return 1000.0 / mean_ms / step
+
+        return FrameStream(_limited(_iter_animated(p, step, durations), limit), animated_fps)
+    rate = _video_rate(p) / step  # unknown containers: let FFmpeg try
+    return FrameStream(_limited(_iter_video(p, step), limit), lambda: rate)
 
 
 def read_clip(path: str | os.PathLike, limit: int | None = None, step: int = 1) -> Clip:
@@ -119,24 +174,10 @@ def read_clip(path: str | os.PathLike, limit: int | None = None, step: int = 1) 
     ``limit`` stops after that many kept frames and ``step`` keeps every n-th frame (the fps is
     divided accordingly), so long clips need not be held in memory in full.
     """
-    if step < 1:
-        raise MediaError(f"frame step must be >= 1; got {step}.")
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(f"driving clip not found: {p}. Pass an existing video file, animated image or image folder.")
-    if p.is_dir():
-        clip = _read_folder(p, limit, step)
-    elif p.suffix.lower() in VIDEO_EXTENSIONS:
-        clip = _read_video(p, limit, step)
-    elif p.suffix.lower() in IMAGE_EXTENSIONS | ANIMATED_IMAGE_EXTENSIONS:
-        try:
-            clip = _read_animated(p, limit, step)
-        except OSError as exc:
-            raise MediaError(f"could not read {p}: {exc}.") from exc
-    else:
-        clip = _read_video(p, limit, step)  # let FFmpeg try unknown containers
+    stream = stream_clip(path, step, limit)
+    clip = Clip(list(stream.frames), stream.fps)
     if not clip.frames:
-        raise MediaError(f"{p} contains no frames.")
+        raise MediaError(f"{Path(path)} contains no frames.")
     return clip
 
 

@@ -1,7 +1,8 @@
 """Spatial and temporal transformers (attention through an injectable ``attention_fn``)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import inspect
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch import nn
 
 from ..ops import AttentionFn, plain_weight, sdpa_attention
 from .layers import run_norm
+from .options import TransformerOptions, extra_options, patch_list, replace_patch
 
 
 def _residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -31,13 +33,22 @@ def pointwise_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w.view(w.shape[0], w.shape[1]), b)
 
 
+def _accepts_options(fn: Callable) -> bool:
+    """Whether ``fn`` can be called with ``transformer_options=`` (named, or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD or p.name == "transformer_options" for p in params)
+
+
 class Attention(nn.Module):
     """Multi-head (cross-)attention. Keys: ``to_q``, ``to_k``, ``to_v`` (no bias), ``to_out.0``.
 
     Shapes: x (B, N, query_dim), context (B, M, context_dim) or None (self-attention) -> (B, N, query_dim).
-    ``context_repeats`` = r: ``context`` is (B / r, M, context_dim), one row per group of r consecutive
-    rows of ``x`` (the frames of one sample share the same context): keys and values are computed once
-    per group and repeated, which is the same result as repeating the context first.
+    ``context_repeats`` = r: ``context`` (and ``value``) are (B / r, M, context_dim), one row per group of
+    r consecutive rows of ``x`` (the frames of one sample share the same context): keys and values are
+    computed once per group and repeated, which is the same result as repeating the context first.
     """
 
     def __init__(
@@ -56,19 +67,35 @@ class Attention(nn.Module):
         context_dim = query_dim if context_dim is None else context_dim
         kw = dict(device=device, dtype=dtype)
         self.heads = heads
+        self.head_dim = head_dim
         self.attention_fn = attention_fn or sdpa_attention
+        self._fn_takes_options = _accepts_options(self.attention_fn)
         self.to_q = ops.Linear(query_dim, inner, bias=False, **kw)
         self.to_k = ops.Linear(context_dim, inner, bias=False, **kw)
         self.to_v = ops.Linear(context_dim, inner, bias=False, **kw)
         self.to_out = nn.Sequential(ops.Linear(inner, query_dim, **kw), nn.Dropout(0.0))
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, context_repeats: int = 1) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, value: Optional[torch.Tensor] = None,
+                transformer_options: Optional[TransformerOptions] = None, context_repeats: int = 1) -> torch.Tensor:
+        """``value`` defaults to ``context``, ``context`` to ``x`` (self-attention)."""
         context = x if context is None else context
-        k, v = self.to_k(context), self.to_v(context)
+        value = context if value is None else value
+        k, v = self.to_k(context), self.to_v(value)
         if context_repeats > 1:
             k, v = k.repeat_interleave(context_repeats, dim=0), v.repeat_interleave(context_repeats, dim=0)
-        out = self.attention_fn(self.to_q(x), k, v, self.heads)
-        return self.to_out(out)
+        return self.to_out(self.attend(self.to_q(x), k, v, transformer_options))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               transformer_options: Optional[TransformerOptions] = None) -> torch.Tensor:
+        """The attention itself on projected q/k/v; the options reach ``attention_fn`` when it takes them."""
+        if transformer_options is not None and self._fn_takes_options:
+            return self.attention_fn(q, k, v, self.heads, transformer_options=transformer_options)
+        return self.attention_fn(q, k, v, self.heads)
+
+    def replaced(self, fn: Callable, x: torch.Tensor, context: torch.Tensor, value: torch.Tensor,
+                 extra: dict) -> torch.Tensor:
+        """A ``patches_replace`` function instead of the attention (projections kept)."""
+        return self.to_out(fn(self.to_q(x), self.to_k(context), self.to_v(value), extra))
 
 
 class GEGLU(nn.Module):
@@ -123,10 +150,61 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = ops.LayerNorm(dim, **kw)
         self.norm3 = ops.LayerNorm(dim, **kw)
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, context_repeats: int = 1) -> torch.Tensor:
-        x = _residual(x, self.attn1(run_norm(self.norm1, x)))
-        x = _residual(x, self.attn2(run_norm(self.norm2, x), context, context_repeats))
-        return _residual(x, self.ff(run_norm(self.norm3, x)))
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
+                transformer_options: Optional[TransformerOptions] = None, patchable: bool = True,
+                context_repeats: int = 1) -> torch.Tensor:
+        """``transformer_options`` (see ``options.py``): patches apply when ``patchable`` (spatial blocks).
+        ``context_repeats``: see :class:`Attention` (the context is per sample, ``x`` per frame)."""
+        to = transformer_options
+        if to is None or not patchable or not _has_attention_patches(to):
+            x = _residual(x, self.attn1(run_norm(self.norm1, x), transformer_options=to))
+            x = _residual(x, self.attn2(run_norm(self.norm2, x), context, transformer_options=to,
+                                        context_repeats=context_repeats))
+            return _residual(x, self.ff(run_norm(self.norm3, x)))
+        if context is not None and context_repeats > 1:  # patches see one context row per row of x
+            context = context.repeat_interleave(context_repeats, dim=0)
+        extra = extra_options(to, self.attn1.heads, self.attn1.head_dim)
+
+        n = run_norm(self.norm1, x)
+        ctx1 = val1 = None
+        for p in patch_list(to, "attn1_patch"):
+            if ctx1 is None:
+                ctx1 = n
+            val1 = ctx1 if val1 is None else val1
+            n, ctx1, val1 = p(n, ctx1, val1, extra)
+        fn = replace_patch(to, "attn1")
+        if fn is not None:
+            n = self.attn1.replaced(fn, n, n if ctx1 is None else ctx1, n if val1 is None else val1, extra)
+        else:
+            n = self.attn1(n, ctx1, val1, transformer_options=to)
+        for p in patch_list(to, "attn1_output_patch"):
+            n = p(n, extra)
+        x = x + n
+        for p in patch_list(to, "middle_patch"):
+            x = p(x, extra)
+
+        n = run_norm(self.norm2, x)
+        ctx2 = n if context is None else context
+        val2 = None
+        for p in patch_list(to, "attn2_patch"):
+            val2 = ctx2 if val2 is None else val2
+            n, ctx2, val2 = p(n, ctx2, val2, extra)
+        fn = replace_patch(to, "attn2")
+        if fn is not None:
+            n = self.attn2.replaced(fn, n, ctx2, ctx2 if val2 is None else val2, extra)
+        else:
+            n = self.attn2(n, ctx2, val2, transformer_options=to)
+        for p in patch_list(to, "attn2_output_patch"):
+            n = p(n, extra)
+        x = x + n
+        return x + self.ff(run_norm(self.norm3, x))
+
+
+def _has_attention_patches(to: TransformerOptions) -> bool:
+    """Whether ComfyUI-style attention patches are present (then the block runs the patchable path)."""
+    names = ("attn1_patch", "attn1_output_patch", "middle_patch", "attn2_patch", "attn2_output_patch")
+    return any(patch_list(to, n) for n in names) or replace_patch(to, "attn1") is not None \
+        or replace_patch(to, "attn2") is not None
 
 
 class SpatialTransformer(nn.Module):
@@ -134,7 +212,7 @@ class SpatialTransformer(nn.Module):
 
     Keys: ``norm`` (GroupNorm, eps 1e-6), ``proj_in``/``proj_out`` (Linear), ``transformer_blocks.0``.
     Shapes: x (B*F, C, h, w), context (B*F, 81, context_dim) -> (B*F, C, h, w); or context (B, 81,
-    context_dim) with ``frames`` = F: one context per sample, its keys/values computed once per sample.
+    context_dim): one context per sample for its F consecutive frames, keys/values computed once per sample.
     """
 
     def __init__(
@@ -158,17 +236,22 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = ops.Linear(inner, channels, **kw)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, frames: Optional[int] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                transformer_options: Optional[TransformerOptions] = None) -> torch.Tensor:
         n, _, h, w = x.shape
-        repeats = 1
-        if frames is not None and context.shape[0] * frames == n:
-            repeats = frames
+        # a context of B rows for B * F frames: one per sample, repeated over its F consecutive frames
+        c = context.shape[0]
+        repeats = n // c if c < n and n % c == 0 else 1
+        if transformer_options is not None:
+            transformer_options["activations_shape"] = list(x.shape)
         y = rearrange(run_norm(self.norm, x), "n c h w -> n (h w) c")
         y = self.proj_in(y)
-        for block in self.transformer_blocks:
-            y = block(y, context, repeats)
+        for i, block in enumerate(self.transformer_blocks):
+            if transformer_options is not None:
+                transformer_options["block_index"] = i
+            y = block(y, context, transformer_options, context_repeats=repeats)
         y = self.proj_out(y)
-        return x + rearrange(y, "n (h w) c -> n c h w", h=h, w=w)  # x's layout (contiguous) for the convs
+        return x + rearrange(y, "n (h w) c -> n c h w", h=h, w=w)
 
 
 class TemporalTransformer(nn.Module):
@@ -200,12 +283,13 @@ class TemporalTransformer(nn.Module):
         )
         self.proj_out = ops.Conv1d(inner, channels, 1, **kw)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, transformer_options: Optional[TransformerOptions] = None) -> torch.Tensor:
+        """``transformer_options`` only reach ``attention_fn`` here (no attention patches on frames)."""
         b, _, f, h, w = x.shape
         # one contiguous copy to (b h w, f, c) tokens; the Conv1d(k=1) projections act on the channel axis
         y = rearrange(run_norm(self.norm, x), "b c f h w -> (b h w) f c").contiguous()
         y = pointwise_conv(self.proj_in, y)
         for block in self.transformer_blocks:
-            y = block(y)
+            y = block(y, transformer_options=transformer_options, patchable=False)
         y = pointwise_conv(self.proj_out, y)
         return x + rearrange(y, "(b h w) f c -> b c f h w", b=b, h=h, w=w)  # x's layout (contiguous)

@@ -26,7 +26,7 @@ def reset(base: str) -> None:
     base_path = os.path.abspath(base)
     models_dir = os.path.join(base_path, "models")
     folder_names_and_paths.clear()
-    for name in ("checkpoints", "vae", "clip_vision", "vae_approx"):
+    for name in ("checkpoints", "vae", "clip_vision", "vae_approx", "loras"):
         folder_names_and_paths[name] = ([os.path.join(models_dir, name)], supported_pt_extensions)
     folder_names_and_paths["custom_nodes"] = ([os.path.join(base_path, "custom_nodes")], set())
     output_directory = os.path.join(base_path, "output")

@@ -235,3 +235,10 @@ def reset_fake_state():
     current_loaded_models.clear()
     interrupt_processing = False
     set_fake_device("cpu")
+
+
+def cast_to_device(tensor, device, dtype, copy=False):
+    """Move and/or cast (the CPU-only subset of ComfyUI's cast_to)."""
+    if (device is None or tensor.device == torch.device(device)) and not copy and (dtype is None or tensor.dtype == dtype):
+        return tensor
+    return tensor.to(device=device, dtype=dtype, copy=copy)

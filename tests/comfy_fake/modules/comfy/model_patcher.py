@@ -2,10 +2,13 @@
 
 Like the real class it stores the module, its load/offload devices, sets `model.device` when the
 module has none, and adds the bookkeeping attributes ComfyUI writes onto wrapped modules (so a
-module that cannot take them fails here too). Weight patching and partial loading are not faked.
+module that cannot take them fails here too). Weight patches are recorded like the real
+`add_patches` does (only keys of the model's state dict, one entry per patch); applying them on load
+and partial loading are not faked (the real-host tests apply them).
 """
 from __future__ import annotations
 
+import copy
 import uuid
 
 from . import model_management
@@ -27,6 +30,8 @@ class ModelPatcher:
         self.weight_inplace_update = weight_inplace_update
         self.patches_uuid = uuid.uuid4()
         self.parent = None
+        self.wrappers = {}
+        self.callbacks = {}
         for attr, value in (("model_loaded_weight_memory", 0), ("lowvram_patch_counter", 0),
                             ("model_lowvram", False), ("current_weight_patches_uuid", None),
                             ("model_offload_buffer_memory", 0)):
@@ -43,8 +48,29 @@ class ModelPatcher:
         n = self.__class__(self.model, self.load_device, self.offload_device, self.model_size(),
                            weight_inplace_update=self.weight_inplace_update)
         n.parent = self
-        n.model_options = {**self.model_options}
+        n.patches = {k: list(v) for k, v in self.patches.items()}
+        n.model_options = copy.deepcopy(self.model_options)
+        n.wrappers = {t: {k: list(v) for k, v in by_key.items()} for t, by_key in self.wrappers.items()}
         return n
+
+    def add_wrapper_with_key(self, wrapper_type, key, wrapper):
+        self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
+
+    def remove_wrappers_with_key(self, wrapper_type, key):
+        self.wrappers.get(wrapper_type, {}).pop(key, None)
+
+    def get_all_wrappers(self, wrapper_type):
+        return [w for ws in self.wrappers.get(wrapper_type, {}).values() for w in ws]
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        model_sd = self.model.state_dict()
+        added = set()
+        for key, patch in patches.items():
+            if key in model_sd:
+                added.add(key)
+                self.patches.setdefault(key, []).append((strength_patch, patch, strength_model, None, None))
+        self.patches_uuid = uuid.uuid4()
+        return list(added)
 
     def is_clone(self, other):
         return hasattr(other, "model") and self.model is other.model
