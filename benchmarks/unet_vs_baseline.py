@@ -150,7 +150,13 @@ def main() -> None:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", a.baseline_ref, "unianimate_core"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(base_src)], input=archive, check=True)
-    src = {"baseline": str(base_src), "fp32": str(ROOT), "fp16w": str(ROOT)}
+    # this tree's code, copied too: edits made while the benchmark runs do not reach its workers
+    import shutil
+
+    new_src = tmp / "current"
+    shutil.copytree(ROOT / "unianimate_core", new_src / "unianimate_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    src = {"baseline": str(base_src), "fp32": str(new_src), "fp16w": str(new_src)}
     storage = {"baseline": "fp32", "fp32": "fp32", "fp16w": "fp16"}
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     results: dict[str, list[dict]] = {v: [] for v in a.variants}
