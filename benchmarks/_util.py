@@ -69,11 +69,14 @@ def live_tensor_peak():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
+            # storages of the inputs: an output sharing one (a view, an in-place op) allocates nothing, even
+            # when that storage existed before the mode was entered (a weight seen first through a view)
+            inputs = {t.untyped_storage()._cdata for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     st = t.untyped_storage()
                     key = id(st)
-                    if key not in self.live:
+                    if key not in self.live and st._cdata not in inputs:
                         self.live[key] = st.nbytes()
                         self.current += self.live[key]
                         self.refs[key] = weakref.ref(st, lambda _r, k=key: self._free(k))
