@@ -74,7 +74,10 @@ class WeightScratch:
         key = (w.device, dtype)
         buf = self._buffers.get(key)
         if buf is None or buf.numel() < w.numel():
-            buf = self._buffers[key] = torch.empty(w.numel(), dtype=dtype, device=w.device)
+            # a normal tensor even when the first call runs under inference_mode: an inference tensor could
+            # not be written by later calls under no_grad (the sampler's mode)
+            with torch.inference_mode(False):
+                buf = self._buffers[key] = torch.empty(w.numel(), dtype=dtype, device=w.device)
         return buf[: w.numel()].view(w.shape).copy_(w)
 
 

@@ -126,6 +126,19 @@ def test_weight_scratch_reuses_one_buffer_and_never_under_autograd():
     assert w.data_ptr() != wa.data_ptr()
 
 
+def test_weight_scratch_works_across_inference_mode_and_no_grad():
+    # a first call under inference_mode (benchmarks, ComfyUI) then calls under no_grad (the sampler)
+    s = WeightScratch()
+    s.min_numel = 0
+    w = torch.randn(10, 10).half()
+    with torch.inference_mode():
+        assert torch.equal(s.cast(w, torch.float32), w.float())
+    with torch.no_grad():
+        assert torch.equal(s.cast(w, torch.float32), w.float())
+    with torch.inference_mode():
+        assert torch.equal(s.cast(w * 2, torch.float32), (w * 2).float())
+
+
 def test_two_models_never_share_a_cast_buffer():
     a, b = cast_operations(), cast_operations()
     assert a.Linear.scratch is not b.Linear.scratch and a.Linear.scratch is a.Conv2d.scratch
