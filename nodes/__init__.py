@@ -12,11 +12,12 @@ from .folders import register_model_folders
 from .loader import LoadUniAnimateModel
 from .long_video import LongVideoLoop
 from .lora import LoadUniAnimateLora
+from .native_nodes import UniAnimateConditioning
 from .pose_nodes import PoseAlign, PoseExtractor
 from .sampler import UniAnimateSampler
 
 NODES: list[type[io.ComfyNode]] = [LoadUniAnimateModel, LoadUniAnimateLora, PoseExtractor, PoseAlign, UniAnimateSampler,
-                                   LongVideoLoop]
+                                   LongVideoLoop, UniAnimateConditioning]
 
 
 class UniAnimateExtension(ComfyExtension):

@@ -23,14 +23,12 @@ import latent_preview
 import torch
 
 from ..unianimate_core.errors import InputError
+from ..unianimate_core.memory import activation_bytes
 
 log = logging.getLogger("UniAnimate")
 
 #: SD 2.x VAE latent scale: the model works on VAE latents x 0.18215, ComfyUI's LATENT holds raw ones.
 LATENT_SCALE = 0.18215
-#: Rough activation bytes per (frame, latent pixel) for one UNet call at batch 1 (fp16/bf16),
-#: from the official figure of ~9 GB of activations for 33 x 64 x 96 latent frame-pixels.
-ACTIVATION_BYTES_PER_LATENT_PIXEL = 45_000
 
 
 class ComfyProgress:
@@ -175,8 +173,8 @@ def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CAN
     only a log line (the latent is written first).
     """
     import folder_paths
-    from safetensors.torch import save_file
 
+    from ..unianimate_core.pipeline.latent_file import save_latent
     from ..unianimate_core.pipeline.video import to_uint8, write_video
 
     samples = frames_in_batch(model_latent.float().cpu()) / LATENT_SCALE
@@ -184,8 +182,7 @@ def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CAN
     folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory(), w, h)
     os.makedirs(folder, exist_ok=True)
     base = os.path.join(folder, f"{name}_{counter:05}_")
-    written = [base + ".latent"]
-    save_file({"latent_tensor": samples.contiguous(), "latent_format_version_0": torch.tensor([])}, written[0])
+    written = [str(save_latent(base + ".latent", model_latent))]
     try:
         frames = [to_uint8(vae_decode_frames(vae, samples[i:i + DECODE_CHUNK] * LATENT_SCALE))
                   for i in range(0, samples.shape[0], DECODE_CHUNK)]
@@ -196,10 +193,10 @@ def save_finished_frames(vae: Any, model_latent: torch.Tensor, prefix: str = CAN
     return written
 
 
-def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype) -> int:
-    """Bytes ComfyUI should keep free for one model call (a heuristic; it only steers offloading)."""
-    scale = max(torch.finfo(dtype).bits, 16) / 16
-    return int((frames + 1) * latent_h * latent_w * batch * ACTIVATION_BYTES_PER_LATENT_PIXEL * scale)
+def memory_estimate(frames: int, latent_h: int, latent_w: int, batch: int, dtype: torch.dtype,
+                    temporal: str = "attention") -> int:
+    """Bytes ComfyUI should keep free for one model call (measured activations + 15 %, see unianimate_core.memory)."""
+    return activation_bytes(frames, latent_h, latent_w, batch, dtype, temporal)
 
 
 def room_for(device: torch.device, memory: int) -> bool:

@@ -148,7 +148,8 @@ def run_long(model: UniAnimateModel, vae: Any, prep: Prepared, strategy: str, op
     """
     per_call = min(windows.context_size if strategy == "windows" else continuation.segment_length, prep.frames)
     batch = windows.context_batch_size if strategy == "windows" else 1
-    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype)
+    mem = comfy_bridge.memory_estimate(per_call, prep.height // 8, prep.width // 8, 1, model.compute_dtype,
+                                      model.config.temporal)
 
     def decode_last_frame(latent: torch.Tensor) -> torch.Tensor:
         pixels = comfy_bridge.vae_decode_frames(vae, latent)

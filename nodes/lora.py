@@ -25,12 +25,17 @@ log = logging.getLogger("UniAnimate")
 LORA_FOLDER = "loras"
 
 
-def lora_key_map(unet: Any) -> dict[str, str]:
-    """LoRA module name -> UNet parameter name, with and without ComfyUI's ``diffusion_model.`` prefix."""
+def lora_key_map(model: Any) -> dict[str, str]:
+    """LoRA module name -> the patcher model's parameter name.
+
+    ``model`` is what the ModelPatcher wraps: the native BaseModel, whose state dict holds the UNet under
+    ``diffusion_model.`` (ComfyUI's patches are keyed by those names). LoRA files name a module with or
+    without that prefix; both are accepted.
+    """
     out = {}
-    for key in unet.state_dict():
-        if key.endswith(".weight"):
-            module = key[: -len(".weight")]
+    for key in model.state_dict():
+        if key.startswith(PREFIX) and key.endswith(".weight"):
+            module = key[len(PREFIX): -len(".weight")]
             out[PREFIX + module] = key
             out[module] = key
     return out

@@ -163,9 +163,10 @@ def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_ca
     other like the official code (half the activation memory).
     """
     h, w = prep.height // 8, prep.width // 8
-    single = comfy_bridge.memory_estimate(frames, h, w, windows_per_call, model.compute_dtype)
+    single = comfy_bridge.memory_estimate(frames, h, w, windows_per_call, model.compute_dtype,
+                                         model.config.temporal)
     comfy_bridge.load_for_sampling(model.patcher, single)
-    unet = model.patcher.model
+    unet = model.unet
     unet.set_zero_y(model.zero_y)
     if options.guided and not comfy_bridge.room_for(model.patcher.load_device, 2 * single):
         log.info("UniAnimate: not enough free memory to batch the guidance passes; running them one after the other.")

@@ -18,7 +18,8 @@ PoseKeypoint = io.Custom("POSE_KEYPOINT")
 class UniAnimateModel:
     """What LoadUniAnimateModel hands to the samplers.
 
-    patcher: ComfyUI ``ModelPatcher`` around ``UNetSD_UniAnimate``; ComfyUI's memory manager
+    patcher: ComfyUI ``ModelPatcher`` around the UNet (``patcher.model`` is the ComfyUI BaseModel,
+        ``patcher.model.diffusion_model`` the ``UNetSD_UniAnimate``); ComfyUI's memory manager
         (``load_models_gpu``) moves it to the GPU for sampling and offloads it afterwards, together
         with the VAE, CLIP vision and any other model in the workflow.
     zero_y: (1, 77, 1024) float32 CPU - the empty-prompt OpenCLIP text context the UNet attends to.
@@ -33,12 +34,12 @@ class UniAnimateModel:
 
     @property
     def unet(self) -> Any:
-        return self.patcher.model
+        return self.patcher.model.diffusion_model
 
     @property
     def config(self) -> Any:
-        return self.patcher.model.config
+        return self.unet.config
 
     @property
     def weight_dtype(self) -> torch.dtype:
-        return self.patcher.model.time_embed[0].weight.dtype
+        return self.unet.time_embed[0].weight.dtype

@@ -30,6 +30,8 @@ CARDS = {
     "3 - Long video, continuation": ("Long video", "segment after segment, first-frame hand-over", 8, "segments"),
     "4 - Repose a single image": ("Repose", "photo + a pose -> one image", 1, "single"),
     "5 - Short clip, small downloads": ("Short clip", "no 5 GB SD 2.1 checkpoint: VAE + cached context", 4, "row"),
+    "6 - Short clip, KSampler": ("Short clip", "ComfyUI's KSampler on the UniAnimate MODEL", 4, "row"),
+    "7 - Long video, context windows": ("Long video", "ComfyUI's Context Windows + KSampler", 8, "windows"),
 }
 
 

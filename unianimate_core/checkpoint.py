@@ -19,8 +19,9 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from .config import UNetConfig
-from .errors import CheckpointError, ModelFileNotFoundError
+from .errors import CheckpointError, ModelFileNotFoundError, PrecisionError
 from .model_files import DOWNLOADS
+from .precision import FP8_DTYPES, check_weight_dtype, dtype_name
 
 log = logging.getLogger("unianimate")
 
@@ -37,7 +38,8 @@ SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
 SIGNATURE_KEYS = ("randomref_embedding2.0.weight", "dwpose_embedding.0.weight", "input_blocks.0.0.weight")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
-          "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+          "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -273,7 +275,8 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None], sd: Optional[Mapping[str
     try:
         return DTYPES[str(dtype).lower()]
     except KeyError:
-        raise CheckpointError(f"unknown weight dtype {dtype!r}; use one of auto, fp32, fp16, bf16.") from None
+        raise CheckpointError(f"unknown weight dtype {dtype!r}; use one of auto, fp32, fp16, bf16 "
+                              "(fp8_e4m3fn / fp8_e5m2 with a casting layer factory).") from None
 
 
 def load_unet(
@@ -289,6 +292,10 @@ def load_unet(
 
     The model is built on the ``meta`` device and the file's tensors are assigned, so peak memory is
     about one copy of the weights. Returns the model in eval mode.
+
+    fp8 weights (``float8_e4m3fn`` / ``float8_e5m2``) are storage only: they need ``operations`` whose
+    layers cast weights to the compute dtype per call (ComfyUI's ``manual_cast``), and
+    ``model.compute_dtype`` set to fp16/bf16/fp32.
     """
     from .unet import UNetSD_UniAnimate
 
@@ -301,6 +308,12 @@ def load_unet(
     if config is None:
         config = infer_config(sd, read_metadata(path) if path else None)
     target = resolve_dtype(dtype, sd)
+    check_weight_dtype(target, device)
+    if target in FP8_DTYPES and operations is None:
+        raise PrecisionError(
+            f"{dtype_name(target)} weights cannot be computed with plain torch.nn layers: fp8 is a storage format that "
+            "needs a layer factory casting weights per call (ComfyUI's comfy.ops.manual_cast). Load with fp16 or bf16 "
+            "for standalone use.")
     model = UNetSD_UniAnimate(config, operations=operations, attention_fn=attention_fn, device="meta")
     expected = model.state_dict()
     check_state_dict(sd, expected, name)

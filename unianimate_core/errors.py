@@ -29,3 +29,7 @@ class PoseError(UniAnimateError):
 
 class DependencyError(UniAnimateError, ImportError):
     """An optional dependency needed for the requested feature is not installed."""
+
+
+class PrecisionError(UniAnimateError):
+    """A dtype the device cannot run (bf16 without hardware support, fp8 where PyTorch has none...)."""

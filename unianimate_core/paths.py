@@ -21,3 +21,24 @@ def unique_paths(dirs: Iterable[Path]) -> list[Path]:
             seen.add(key)
             unique.append(d)
     return unique
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that the path only ever holds a complete file.
+
+    The bytes go to ``<path>.part`` in the same folder, are flushed to disk, and the file is renamed
+    over ``path`` (atomic on POSIX and Windows); an error or Ctrl-C removes the ``.part`` file.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out

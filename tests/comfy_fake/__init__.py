@@ -2,7 +2,8 @@
 
 `install_fake_comfy(base_dir)` imports the small stand-in modules in `modules/` under the names
 ComfyUI uses (`comfy`, `comfy.model_management`, `comfy.model_patcher`, `comfy.utils`, `comfy.lora`, `comfy.ops`,
-`comfy.latent_formats`, `comfy.ldm.modules.attention`, `comfy_api`, `comfy_api.latest`,
+`comfy.latent_formats`, `comfy.conds`, `comfy.patcher_extension`, `comfy.model_sampling`,
+`comfy.supported_models_base`, `comfy.model_base`, `comfy.ldm.modules.attention`, `comfy_api`, `comfy_api.latest`,
 `folder_paths`, `latent_preview`) and returns a handle; `uninstall()` removes them again and
 restores whatever was there before, so core tests that check "ComfyUI is never imported" are not
 affected. `load_pack(name)` imports the repository root as a package under a fixed module name,
@@ -34,6 +35,11 @@ FAKE_MODULE_NAMES = (
     "comfy.lora",
     "comfy.ops",
     "comfy.latent_formats",
+    "comfy.conds",
+    "comfy.patcher_extension",
+    "comfy.model_sampling",
+    "comfy.supported_models_base",
+    "comfy.model_base",
     "comfy.ldm",
     "comfy.ldm.modules",
     "comfy.ldm.modules.attention",

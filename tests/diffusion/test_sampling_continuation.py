@@ -261,3 +261,44 @@ def test_prior_without_reference_latent_is_reported() -> None:
 def test_bad_continuation_options(kwargs: dict) -> None:
     with pytest.raises(SamplingError, match=next(iter(kwargs))):
         ContinuationOptions(**kwargs)
+
+
+@pytest.mark.parametrize("finished", [1, 2])
+def test_resume_from_finished_segments_equals_the_uninterrupted_run(finished: int) -> None:
+    """A run stopped after ``finished`` segments and resumed (their latents + the generator state
+    recorded when the last one was handed out) yields exactly the remaining segments of the full run."""
+    cond = encoded_conditions(10)  # segments (0-3), (3-6), (6-9)
+    noise = NoiseOptions(0.1, 949, "offset_then_prior")  # draws from the generator for every segment
+    kwargs = dict(decode_last_frame=decode_stub, noise=noise)
+    full = list(iter_sample_long_continuation(RecordingModel(), cond, SamplerOptions(steps=3), ContinuationOptions(4),
+                                              generator=torch.Generator().manual_seed(3), **kwargs))
+    gen = torch.Generator().manual_seed(3)
+    first = iter_sample_long_continuation(RecordingModel(), cond, SamplerOptions(steps=3), ContinuationOptions(4),
+                                          generator=gen, **kwargs)
+    kept = [next(first).latent for _ in range(finished)]
+    state = gen.get_state()
+    first.close()  # the process "dies"
+    gen2 = torch.Generator().manual_seed(999)
+    gen2.set_state(state)
+    model = RecordingModel()
+    progress: list = []
+    rest = list(iter_sample_long_continuation(model, cond, SamplerOptions(steps=3), ContinuationOptions(4),
+                                              generator=gen2, resume=kept, progress=lambda d, t, _p: progress.append(d),
+                                              **kwargs))
+    assert [s.index for s in rest] == list(range(finished, 3))
+    for got, want in zip(rest, full[finished:]):
+        assert torch.equal(got.latent, want.latent) and got.new_frames == want.new_frames
+        assert torch.equal(got.first_frame, want.first_frame)
+    assert len(model.calls) == (3 - finished) * 4 * 2  # no finished segment reaches the model again
+    assert progress[0] == finished * 4 + 1 and progress[-1] == 12
+
+
+def test_resume_of_another_clip_is_refused() -> None:
+    cond = encoded_conditions(10)
+    wrong = [torch.zeros(1, 4, 3, 2, 2)]  # segment 0 has 4 frames
+    with pytest.raises(SamplingError, match="resumed segment 0 must be shaped"):
+        list(iter_sample_long_continuation(RecordingModel(), cond, SamplerOptions(steps=2), ContinuationOptions(4),
+                                           decode_last_frame=decode_stub, resume=wrong))
+    with pytest.raises(SamplingError, match="belongs to another clip"):
+        list(iter_sample_long_continuation(RecordingModel(), cond, SamplerOptions(steps=2), ContinuationOptions(4),
+                                           decode_last_frame=decode_stub, resume=[torch.zeros(1, 4, 4, 2, 2)] * 4))

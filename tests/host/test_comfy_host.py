@@ -33,7 +33,8 @@ WORKFLOWS = REPO / "workflows"
 STEMS = ["1 - Short clip", "2 - Long video, sliding windows", "3 - Long video, continuation",
          "4 - Repose a single image", "5 - Short clip, small downloads"]
 OUR_NODES = {"LoadUniAnimateModel", "UniAnimateSampler", "UniAnimatePoseExtractor", "UniAnimatePoseAlign",
-             "UniAnimateLongVideoLoop", "UniAnimateLoraLoader"}
+             "UniAnimateLongVideoLoop", "UniAnimateConditioning",
+             "UniAnimateLoraLoader"}
 SIZE, DRIVING_FRAMES = 64, 4
 
 
@@ -109,7 +110,10 @@ SIGNATURE_PROBE = textwrap.dedent("""
     from comfy_api.latest import io, ComfyExtension
     targets = {
         "mm.load_models_gpu": mm.load_models_gpu, "mm.unet_dtype": mm.unet_dtype,
-        "mm.unet_manual_cast": mm.unet_manual_cast,
+        "mm.unet_manual_cast": mm.unet_manual_cast, "mm.supports_cast": mm.supports_cast,
+        "mm.supports_fp8_compute": mm.supports_fp8_compute, "mm.should_use_fp16": mm.should_use_fp16,
+        "mm.should_use_bf16": mm.should_use_bf16, "ops.cast_bias_weight": comfy.ops.cast_bias_weight,
+        "ops.uncast_bias_weight": comfy.ops.uncast_bias_weight,
         "mm.throw_exception_if_processing_interrupted": mm.throw_exception_if_processing_interrupted,
         "mm.interrupt_current_processing": mm.interrupt_current_processing, "mm.soft_empty_cache": mm.soft_empty_cache,
         "mm.get_torch_device": mm.get_torch_device, "mm.unet_offload_device": mm.unet_offload_device,
@@ -474,6 +478,26 @@ def test_cancelled_continuation_is_a_cancel_that_saves_finished_segments(comfy_s
     torch.testing.assert_close(full[:2], partial, rtol=1e-5, atol=1e-5)  # same seed: the same first segment
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("weight_dtype", ["fp16", "fp8_e4m3fn"])
+def test_half_and_fp8_weights_run_in_the_real_comfyui(comfy_server, client, prepared, weight_dtype):
+    """Load UniAnimate Model with fp16 / fp8 weights in the real ComfyUI (--cpu): its own unet_manual_cast
+    picks fp32 compute, its own comfy.ops.manual_cast layers cast per call, and the repose workflow gives a
+    finite latent. (GPU-like native fp16 compute is covered by the fake ComfyUI, whose ops and dtype rules
+    tests/host/test_comfy_ops.py checks against these.)"""
+    stem = f"dtype_{weight_dtype}"
+    prompt = for_test_host(json.loads((WORKFLOWS / "api" / "4 - Repose a single image.json").read_text()), prepared, stem)
+    loader = next(v for v in prompt.values() if v["class_type"] == "LoadUniAnimateModel")
+    loader["inputs"]["weight_dtype"] = weight_dtype
+    log_start = len(comfy_server.log_text())
+    client.run(prompt, timeout=900)
+    from safetensors.torch import load_file
+    latent = load_file(str(sorted((comfy_server.output / "latents").glob(f"{stem}*.latent"))[-1]))["latent_tensor"]
+    assert latent.shape == (1, 4, SIZE // 8, SIZE // 8) and bool(torch.isfinite(latent).all())
+    stored = {"fp16": "torch.float16", "fp8_e4m3fn": "torch.float8_e4m3fn"}[weight_dtype]
+    assert f"weights {stored}, compute torch.float32" in comfy_server.log_text()[log_start:]
+
+
 # ------------------------------------------------------------------------------------------- LoRA
 LORA_PROBE = textwrap.dedent("""
     import sys, importlib.util, json
@@ -501,14 +525,14 @@ LORA_PROBE = textwrap.dedent("""
     save_file(lora, "probe_lora.safetensors")
 
     patcher = pack.nodes.loader.build_patcher({ckpt!r}, "fp32")
-    patcher.model.set_zero_y(zero_y)
+    patcher.model.diffusion_model.set_zero_y(zero_y)
     patched = pack.nodes.lora.apply_lora_patches(patcher, lora, 0.8, "probe_lora.safetensors")
     mm.load_models_gpu([patched])
     x = torch.randn(1, 4, 2, 8, 8, generator=g)
     kw = dict(image=torch.randn(1, 1024, generator=g), dwpose=torch.rand(1, 3, 3, 64, 64, generator=g),
               randomref=torch.randn(1, 4, 1, 8, 8, generator=g))
     with torch.no_grad():
-        comfy_out = patched.model(x, torch.tensor([500]), **kw)
+        comfy_out = patched.model.diffusion_model(x, torch.tensor([500]), **kw)
         merged = core.checkpoint.load_unet({ckpt!r}, dtype="fp32", zero_y=zero_y)
         layers = core.lora.apply_lora(merged, "probe_lora.safetensors", strength=0.8)
         ours = merged(x, torch.tensor([500]), **kw)

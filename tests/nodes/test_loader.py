@@ -55,7 +55,10 @@ def test_loads_into_a_model_patcher_with_comfy_ops_and_attention(host, loader, t
     patcher = model.patcher
     assert isinstance(patcher, host.fake["comfy.model_patcher"].ModelPatcher)
     assert patcher.load_device == torch.device("cpu") and patcher.offload_device == torch.device("cpu")
-    unet = patcher.model
+    assert out[1] is patcher  # the MODEL output: the same weights as a ComfyUI BaseModel
+    assert isinstance(patcher.model, host.fake["comfy.model_base"].BaseModel)
+    unet = patcher.model.diffusion_model
+    assert model.unet is unet
     assert unet.dtype == torch.float32  # the fake unet_dtype() picks fp32 (CPU)
     ops = host.fake["comfy.ops"]
     assert isinstance(unet.out[2], ops.CastWeightBiasOp), "layers must come from comfy.ops"

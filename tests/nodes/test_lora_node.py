@@ -42,8 +42,9 @@ def test_lora_becomes_patches_on_a_clone(host, loaded):
     assert path.name in node.GET_SCHEMA().inputs[1].options
     out = node.execute(model=loaded, lora_name=path.name, strength=0.7).result[0]
     assert out.patcher is not loaded.patcher and loaded.patcher.patches == {}
-    assert sorted(out.patcher.patches) == sorted(m + ".weight" for m in modules)
-    strength, patch = out.patcher.patches[next(iter(modules)) + ".weight"][0][:2]
+    # keyed like ComfyUI's patches: the BaseModel's parameter names (the UNet under "diffusion_model.")
+    assert sorted(out.patcher.patches) == sorted(f"diffusion_model.{m}.weight" for m in modules)
+    strength, patch = out.patcher.patches[f"diffusion_model.{next(iter(modules))}.weight"][0][:2]
     assert strength == 0.7 and patch[0] == "lora"
     assert out.source.endswith("+ style.safetensors") and out.zero_y is loaded.zero_y
     assert node.execute(model=loaded, lora_name=path.name, strength=0.0).result[0] is loaded

@@ -16,6 +16,7 @@ NODE_IDS = {
     "PoseAlign": "UniAnimatePoseAlign",
     "UniAnimateSampler": "UniAnimateSampler",
     "LongVideoLoop": "UniAnimateLongVideoLoop",
+    "UniAnimateConditioning": "UniAnimateConditioning",
     "LoadUniAnimateLora": "UniAnimateLoraLoader",
 }
 

@@ -22,7 +22,8 @@ LEGACY_STEMS = ["01_short_clip", "02_long_video_sliding_windows", "03_long_video
                 "04_single_image_repose"]
 #: The shipped workflows: the file name is the title the Templates browser shows (numbered for A -> Z).
 STEMS = ["1 - Short clip", "2 - Long video, sliding windows", "3 - Long video, continuation",
-         "4 - Repose a single image", "5 - Short clip, small downloads"]
+         "4 - Repose a single image", "5 - Short clip, small downloads", "6 - Short clip, KSampler",
+         "7 - Long video, context windows"]
 FILE_INPUTS = [("LoadImage", "image"), ("LoadVideo", "file"), ("CheckpointLoaderSimple", "ckpt_name"),
                ("CLIPVisionLoader", "clip_name"), ("VAELoader", "vae_name"), ("CLIPLoader", "clip_name")]
 # model files the workflows name; created as empty placeholders so our nodes' own checks can run

@@ -8,13 +8,16 @@ image embedding, the reference latent and the reference pose (dwpose frame 0) st
 for every segment. Repeat until the pose sequence is covered.
 
 Every segment's latent is handed out as soon as it is finished (``iter_sample_long_continuation``
-is a generator), so an interrupted render keeps the finished part. Only the current segment lives
+is a generator), so an interrupted render keeps the finished part, and a later run can *resume*
+from it: given the finished segments' latents (``resume``) and a generator restored to the state it
+had when the last of them was handed out, the remaining segments are exactly those of an
+uninterrupted run (the handed-over frame is decoded again from the last finished latent). Only the current segment lives
 on the compute device; finished latents go to the storage device (the device of the poses).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -125,7 +128,7 @@ def iter_sample_long_continuation(
         noise: NoiseOptions = NoiseOptions.short(), generator: torch.Generator | None = None,
         make_noise: NoiseFn | None = None, prior_latent: Tensor | None = None, anchor_pixels: Tensor | None = None,
         schedule: NoiseSchedule | None = None, progress: ProgressFn | None = None,
-        should_cancel: CancelFn | None = None) -> Iterator[Segment]:
+        should_cancel: CancelFn | None = None, resume: Sequence[Tensor] = ()) -> Iterator[Segment]:
     """Generate the clip segment by segment, yielding each :class:`Segment` as soon as it is done.
 
     cond: full-length conditions; dwpose (B, 3, F + 1, H, W) is required (it defines F) and its
@@ -134,6 +137,11 @@ def iter_sample_long_continuation(
     reproduces the whole run). prior_latent: (B, 4, [1,] h, w) for the noise prior; defaults to
     randomref frame 0. anchor_pixels: colour anchor (B, 3, H, W); defaults to local_image frame 0.
     ``progress`` counts denoising steps over all segments.
+
+    resume: the latents of the first ``len(resume)`` segments of an earlier run of the same clip (each
+    as its :class:`Segment` had it, ``(B, 4, len(new_frames), h, w)``); they are not generated again
+    and not yielded again. For the same video as an uninterrupted run, ``generator`` must be in the
+    state it had right after the last resumed segment was yielded (``generator.get_state()`` then).
     """
     check(callable(model), f"model must be callable as model(x, t, **conditions), got {type(model).__name__}.")
     check_type("cond", cond, Conditions, "build it with Conditions.build(...).")
@@ -153,7 +161,9 @@ def iter_sample_long_continuation(
     storage = cond.dwpose.device  # type: ignore[union-attr]
     schedule = schedule or NoiseSchedule.unianimate()
     plan = plan_segments(f1 - 1, continuation.segment_length)
-    tracker = ProgressTracker(len(plan) * len(options.schedule_timesteps()), progress, should_cancel)
+    steps = len(options.schedule_timesteps())
+    done = _check_resume(resume, plan, (b, 4, h, w))
+    tracker = ProgressTracker(len(plan) * steps, progress, should_cancel, done=done * steps)
     reference_prior = _reference_prior(prior_latent, cond)
     anchor = _anchor(anchor_pixels, cond, b) if continuation.colour_anchor > 0 else None
     if noise.prior_t is not None and make_noise is None:
@@ -162,7 +172,14 @@ def iter_sample_long_continuation(
 
     first_frame: Tensor | None = None
     last_latent: Tensor | None = None
+    if 0 < done < len(plan):  # resumed: hand over the last finished frame as an uninterrupted run did
+        last = resume[-1][:, :, -1:].to(storage)
+        last_latent = last
+        first_frame = _hand_over(decode_last_frame, last[:, :, 0], (b, 3, hp, wp), anchor,
+                                 float(continuation.colour_anchor)).to(storage)
     for index, frames in enumerate(plan):
+        if index < done:
+            continue
         seg_cond = cond.frames(frames)
         if first_frame is not None:
             seg_cond = seg_cond.replace(local_image=first_frame.unsqueeze(2))
@@ -226,6 +243,22 @@ def _hand_over(decode: DecodeFn, latent: Tensor, shape: tuple[int, ...], anchor:
           "VAE output with (x + 1) / 2, divide 0..255 values by 255.")
     pixels = pixels.clamp(0.0, 1.0)
     return pixels if anchor is None else anchor_colours(pixels, anchor.to(pixels.device), strength)
+
+
+def _check_resume(resume: Sequence[Tensor], plan: list[tuple[int, ...]], latent_frame: tuple[int, ...]) -> int:
+    """Number of finished segments given in ``resume``; each must be shaped as its segment."""
+    check(isinstance(resume, (list, tuple)), f"resume must be a list of segment latents; got {type(resume).__name__}.")
+    check(len(resume) <= len(plan), f"resume holds {len(resume)} segments but this clip has only {len(plan)}; it "
+          "belongs to another clip (frames or segment_length changed).")
+    b, c, h, w = latent_frame
+    for i, latent in enumerate(resume):
+        new = len(plan[i]) if i == 0 else len(plan[i]) - 1
+        want = (b, c, new, h, w)
+        check(isinstance(latent, Tensor) and tuple(latent.shape) == want,
+              f"resumed segment {i} must be shaped {want}; got "
+              f"{tuple(latent.shape) if isinstance(latent, Tensor) else type(latent).__name__} - it belongs to "
+              "another clip (size, frames or segment_length changed).")
+    return len(resume)
 
 
 def _reference_prior(prior_latent: Tensor | None, cond: Conditions) -> Tensor | None:

@@ -42,9 +42,17 @@ def load_fused_kernels() -> Optional[FusedKernels]:
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception as exc:  # noqa: BLE001 - any failure while importing means "not available"
-        level = logging.DEBUG if isinstance(exc, ModuleNotFoundError) and exc.name == "mamba_ssm" else logging.WARNING
-        log.log(level, "temporal Mamba: mamba-ssm kernels unavailable (%s: %s); using the pure-PyTorch scan.",
-                type(exc).__name__, exc)
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "mamba_ssm":
+            log.debug("temporal Mamba: mamba-ssm is not installed; using the pure-PyTorch scan.")
+            return None
+        # installed but unusable: typically compiled against another torch / CUDA ("undefined symbol")
+        import torch
+
+        log.warning("temporal Mamba: mamba-ssm is installed but its kernels cannot be loaded (%s: %s). It was probably "
+                    "built for another torch / CUDA than this torch %s (CUDA %s); reinstall it with "
+                    "`pip install --no-build-isolation --force-reinstall mamba-ssm causal-conv1d`. Using the pure-PyTorch "
+                    "scan meanwhile (same result, slower).", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                    torch.__version__, torch.version.cuda)
         return None
     try:
         from causal_conv1d import causal_conv1d_fn

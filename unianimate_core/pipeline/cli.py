@@ -1,11 +1,13 @@
-"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, eval, train}``.
+"""Command line: ``python -m unianimate_core {animate, demo, extract-poses, models, eval, train, batch}``.
 
 ``animate`` makes a video from a reference photo and a driving clip; ``demo`` runs the whole
 pipeline on the bundled media (with the real model files when they are found, otherwise with a
 tiny random-weight model whose output is clearly labelled as noise); ``extract-poses`` writes the
 aligned pose images only; ``models`` shows which model files are found where; ``eval`` scores
 generated videos (``unianimate_core.evaluation.cli``);
-``train`` trains or fine-tunes the UNet from a JSON config (``unianimate_core/train``, docs/training.md).
+``train`` trains or fine-tunes the UNet from a JSON config (``unianimate_core/train``, docs/training.md);
+``batch`` renders many jobs on Ray or on ComfyUI
+servers (``unianimate_core.batch``).
 
 Exit codes: 0 ok, 2 bad input or missing files (one line says what to do), 130 interrupted (what
 had finished is kept and its location printed).
@@ -99,6 +101,8 @@ def _add_run_args(p: argparse.ArgumentParser, defaults: AnimateOptions) -> None:
                    help="8-bit conversion: round (default) or truncate (the official code)")
     g.add_argument("--fps", type=float, default=None, help="output frame rate (default: driving fps / frame interval)")
     g.add_argument("--no-preview", action="store_true", help="skip the side-by-side preview")
+    g.add_argument("--save-latent", action="store_true",
+                   help="also write the video's latent next to it (<name>.latent, ComfyUI's Load Latent reads it)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -148,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ..train.cli import add_parser as add_train_parser
 
     add_train_parser(sub)
+
+    from ..batch.cli import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -206,6 +214,10 @@ def _run(args: argparse.Namespace, reference_path: str, driving_path: str, keypo
     result = animate(models, reference, clip, options, args.out, keypoints_file=keypoints,
                      dwpose_files=files.dwpose, progress_stream=sys.stderr, show_progress=not args.quiet)
     print(describe(result))
+    if args.save_latent and result.latent is not None and result.video is not None:
+        from .latent_file import LATENT_SUFFIX, save_latent
+
+        print(f"latent:  {save_latent(result.video.with_suffix(LATENT_SUFFIX), result.latent)}")
     return 130 if result.interrupted else 0
 
 
@@ -291,8 +303,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch.cli import cmd_batch as run
+
+    return run(args)
+
+
 COMMANDS = {"animate": cmd_animate, "demo": cmd_demo, "extract-poses": cmd_extract_poses, "models": cmd_models,
-            "eval": cmd_eval, "train": cmd_train}
+            "eval": cmd_eval, "train": cmd_train, "batch": cmd_batch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -351,7 +351,7 @@ def sample_clip(model: Any, prep: PreparedClip, strategy: str, sampler: SamplerO
                 windows: SlidingWindowOptions | None = None, continuation: ContinuationOptions | None = None,
                 decode_last_frame: DecodeFrame | None = None, init_latent: Tensor | None = None,
                 denoise: float = 1.0, progress: ProgressFn | None = None,
-                should_cancel: CancelFn | None = None) -> Iterator[ClipPart]:
+                should_cancel: CancelFn | None = None, resume: Sequence[Tensor] = ()) -> Iterator[ClipPart]:
     """Sample the prepared clip; yield its finished parts (one for short/windows, one per segment).
 
     model: ``model(x, t, **conditions)`` (the UNet). noise: start-noise recipe (default
@@ -360,8 +360,13 @@ def sample_clip(model: Any, prep: PreparedClip, strategy: str, sampler: SamplerO
     init_latent: a model-space latent (1, 4, F, h, w) to refine instead of starting from the reference
     prior; it is noised to the first timestep of :func:`refine_timesteps` (``denoise``) with the same
     noise draws and offset noise, in the strategy's order.
+    resume (continuation only): the latents of the parts an earlier run of the same clip finished, in
+    order; they are neither sampled nor yielded again. With ``generator`` restored to its state right
+    after the last of them was yielded, the remaining parts equal those of an uninterrupted run.
     """
     name = strategy_name(strategy)
+    if resume and name != "continuation":
+        raise PipelineError(f"only the continuation strategy can resume from finished parts; {name!r} has one part.")
     noise = noise or noise_options(name)
     refining = init_latent is not None
     sampler = effective_sampler(sampler, float(denoise), refining)
@@ -382,7 +387,7 @@ def sample_clip(model: Any, prep: PreparedClip, strategy: str, sampler: SamplerO
         for seg in iter_sample_long_continuation(
                 model, prep.cond, sampler, continuation or ContinuationOptions(), decode_last_frame=decode_last_frame,
                 noise=noise, generator=generator, make_noise=segment_noise, prior_latent=prep.ref_latent,
-                anchor_pixels=prep.ref_pixels, progress=progress, should_cancel=should_cancel):
+                anchor_pixels=prep.ref_pixels, progress=progress, should_cancel=should_cancel, resume=list(resume)):
             yield ClipPart(seg.index, seg.new_frames, seg.latent.float().cpu())
         return
     start = prepare_noise(shape, generator, noise, prior_latent if noise.prior_t is not None else None)

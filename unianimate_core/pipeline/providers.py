@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..checkpoint import load_unet
 from ..config import UNetConfig
+from ..precision import check_compute_dtype
 
 from .encoders import EMBED_DIM, TEXT_TOKENS, ImageEncoder, LatentCodec, TinyImageEncoder, TinyVAE, seeded_
 from .errors import PipelineError
@@ -42,13 +43,19 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> fp16 on CUDA (the official inference runs the UNet in fp16), fp32 elsewhere."""
+    """``auto`` -> fp16 on CUDA (the official inference runs the UNet in fp16), fp32 elsewhere.
+
+    A dtype the device cannot compute in (bf16 below NVIDIA compute capability 8.0, ...) raises
+    :class:`PrecisionError` naming the alternative.
+    """
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     try:
-        return DTYPES[dtype]
+        resolved = DTYPES[dtype]
     except KeyError:
         raise PipelineError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16.") from None
+    check_compute_dtype(resolved, device)
+    return resolved
 
 
 class TinyModels:

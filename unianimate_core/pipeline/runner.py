@@ -32,7 +32,7 @@ from .conditioning import (
 )
 from .encoders import ImageEncoder, LatentCodec
 from .errors import PipelineError
-from .frames import select_frames
+from .frames import FrameSelection, select_frames
 from .poses import POSE_BACKENDS, PoseStage, prepare_poses
 from .prepare import (
     PreparedClip, Reference, image_embedding, noise_options, pose_stack, reference_latent_mean, render_pose_frames,
@@ -230,22 +230,67 @@ def _prepare(models: ModelProvider, reference: np.ndarray, poses: PoseStage, opt
     return PreparedClip(cond, ref, size[0], size[1], select_poses(n, None)), zero_y, vae
 
 
-def _write_outputs(result: AnimateResult, frames: list[np.ndarray], banner: str | None, reference: np.ndarray,
-                   poses: PoseStage, paths: tuple[Path, Path, Path, Path], preview: bool) -> None:
-    """The result video (labelled when it is noise) and the side-by-side preview (video + middle frame)."""
-    video_path, preview_path, still_path, _ = paths
-    result.video = write_video(video_path, _labelled(frames, banner), result.fps)
-    if preview:
-        panels = side_by_side(reference, poses.poses[:len(frames)], frames, banner)
-        result.preview = write_video(preview_path, panels, result.fps)
-        from PIL import Image
+def write_outputs(frames: list[np.ndarray], fps: float, banner: str | None, reference: np.ndarray, poses: PoseStage,
+                  paths: tuple[Path, Path, Path, Path], preview: bool) -> tuple[Path, Path | None, Path | None]:
+    """The result video (labelled when it is noise) and the side-by-side preview (video + middle frame).
 
-        Image.fromarray(panels[len(panels) // 2]).save(still_path)
-        result.preview_image = still_path
+    Every file is written under a temporary name and renamed. Returns (video, preview, still).
+    """
+    video_path, preview_path, still_path, _ = paths
+    video = write_video(video_path, _labelled(frames, banner), fps)
+    if not preview:
+        return video, None, None
+    panels = side_by_side(reference, poses.poses[:len(frames)], frames, banner)
+    preview_video = write_video(preview_path, panels, fps)
+    import io
+
+    from PIL import Image
+
+    from ..paths import write_atomic
+
+    still = io.BytesIO()
+    Image.fromarray(panels[len(panels) // 2]).save(still, format="PNG")
+    return video, preview_video, write_atomic(still_path, still.getvalue())
 
 
 def _labelled(frames: list[np.ndarray], banner: str | None) -> list[np.ndarray]:
     return [burn_banner(f, banner) for f in frames] if banner else frames
+
+
+@dataclass
+class PosePlan:
+    """The pose side of one run: the aligned pose renders of the selected driving frames and the output rate.
+
+    poses: see :class:`~.poses.PoseStage`. selection: which driving frames the video follows. fps:
+    output frame rate (``options.fps`` or the driving rate / stride). notes: what the user should know.
+    """
+
+    poses: PoseStage
+    selection: FrameSelection
+    fps: float
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_poses(reference: np.ndarray, clip: Clip, options: AnimateOptions, *,
+               keypoints_file: str | Path | None = None, dwpose_files: tuple[Path, Path] | None = None,
+               log: Callable[[str], None] = print, progress_stream: TextIO | None = None) -> PosePlan:
+    """Select the driving frames, extract and align their poses, render them at the output size.
+
+    The pose stage of :func:`animate`, on its own so that batch runners can run it apart from (and
+    overlapping with) the sampling.
+    """
+    width, height = options.width, options.height
+    selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
+    notes = [selection.note] if selection.note else []
+    if selection.note:
+        log(f"note: {selection.note}")
+    fps = float(options.fps or max(clip.fps / selection.stride, 1.0))
+    log(f"poses: {len(selection.indices)} frames of {len(clip.frames)} (every {selection.stride}.), {width}x{height}")
+    poses = prepare_poses(reference, clip.frames, selection.indices, (width, height), backend=options.pose_backend,
+                          dwpose_files=dwpose_files, keypoints_file=keypoints_file, align=options.align,
+                          progress_stream=progress_stream)
+    log(f"poses: backend {poses.backend}" + "".join(f"; {n}" for n in poses.notes))
+    return PosePlan(poses, selection, fps, notes + poses.notes)
 
 
 def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: AnimateOptions, out: str | Path, *,
@@ -264,17 +309,9 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
                              model_dtype=models.dtype)  # validates steps/guidance before anything loads
     options.long_video_options()  # and the window / segment settings
-    selection = select_frames(len(clip.frames), options.frames, options.frame_interval)
-    notes = [selection.note] if selection.note else []
-    if selection.note:
-        log(f"note: {selection.note}")
-    fps = float(options.fps or max(clip.fps / selection.stride, 1.0))
-    log(f"poses: {len(selection.indices)} frames of {len(clip.frames)} (every {selection.stride}.), {width}x{height}")
-    poses = prepare_poses(reference, clip.frames, selection.indices, (width, height), backend=options.pose_backend,
-                          dwpose_files=dwpose_files, keypoints_file=keypoints_file, align=options.align,
-                          progress_stream=progress_stream if show_progress else None)
-    log(f"poses: backend {poses.backend}" + "".join(f"; {n}" for n in poses.notes))
-    notes += poses.notes
+    plan = plan_poses(reference, clip, options, keypoints_file=keypoints_file, dwpose_files=dwpose_files, log=log,
+                      progress_stream=progress_stream if show_progress else None)
+    poses, fps, notes = plan.poses, plan.fps, list(plan.notes)
 
     generator = torch.Generator().manual_seed(int(options.seed))
     prep, zero_y, vae = _prepare(models, reference, poses, options, (width, height))
@@ -316,7 +353,8 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     result = AnimateResult(None, None, None, len(finished), n, (width, height), fps, interrupted, models.is_random,
                            segments_dir, 0.0, notes, torch.cat(latents, dim=2) if latents else None)
     if finished:
-        _write_outputs(result, finished, banner, reference, poses, paths, options.preview)
+        result.video, result.preview, result.preview_image = write_outputs(finished, fps, banner, reference, poses, paths,
+                                                                           options.preview)
     result.seconds = time.monotonic() - start
     return result
 
@@ -343,5 +381,5 @@ def describe(result: AnimateResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["AnimateOptions", "AnimateResult", "ModelProvider", "animate", "build_conditions", "decode_latents",
-           "describe", "output_paths", "STRATEGIES", "MODES"]
+__all__ = ["AnimateOptions", "AnimateResult", "ModelProvider", "PosePlan", "animate", "build_conditions",
+           "decode_latents", "describe", "output_paths", "plan_poses", "write_outputs", "STRATEGIES", "MODES"]

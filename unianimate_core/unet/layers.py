@@ -7,28 +7,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import casts_own_weights, norm_needs_fp32_input
+
 
 def run_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a GroupNorm/LayerNorm with float32 statistics.
+    """Apply a GroupNorm/LayerNorm to ``x`` with float32 statistics; returns ``x``'s dtype.
 
-    Why: the official model runs fp16 weights under CUDA autocast, which computes normalisations in
-    fp32. Without autocast a half-precision GroupNorm over 33 frames x 6144 pixels loses precision,
-    so half/bfloat16 activations are normalised in fp32 and cast back. ComfyUI's ``comfy.ops`` layers
-    cast their own weights to the input dtype (they carry ``comfy_cast_weights``); plain torch layers
-    get their weights upcast here.
+    Works with every layer factory the model can be built with (see docs/precision.md):
+
+    * layers that cast their own weights (ComfyUI ``manual_cast``, fp8 storage, any ``comfy.ops``
+      layer with a LoRA/low-VRAM weight function): called as they are, they cast to the input;
+    * layers that run their stored weights as they are (``torch.nn``, ComfyUI ``disable_weight_init``
+      as used on GPUs without manual casting): called as they are when their parameters already have
+      ``x``'s dtype, else the same normalisation runs functionally with the parameters cast to it
+      (a C-sized cast; the device is never changed, a misplaced weight must fail loudly).
+
+    Statistics: CUDA and CPU kernels accumulate fp16/bf16 in float32 themselves, so there the norm
+    runs in the activation dtype; on other devices (MPS, XPU, ...) a half-precision input is
+    normalised as an fp32 copy and rounded back (``precision.norm_needs_fp32_input``).
     """
-    if x.dtype == torch.float32:
+    if norm_needs_fp32_input(x):
+        return _apply_norm(norm, x.float()).to(x.dtype)
+    return _apply_norm(norm, x)
+
+
+def _apply_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if casts_own_weights(norm) or all(p.dtype == x.dtype for p in norm.parameters(recurse=False)):
         return norm(x)
-    dtype = x.dtype
-    if hasattr(norm, "comfy_cast_weights"):
-        return norm(x.float()).to(dtype)
-    w = None if norm.weight is None else norm.weight.float()
-    b = None if norm.bias is None else norm.bias.float()
+    weight = None if norm.weight is None else norm.weight.to(x.dtype)
+    bias = None if norm.bias is None else norm.bias.to(x.dtype)
     if isinstance(norm, nn.GroupNorm):
-        return F.group_norm(x.float(), norm.num_groups, w, b, norm.eps).to(dtype)
+        return F.group_norm(x, norm.num_groups, weight, bias, norm.eps)
     if isinstance(norm, nn.LayerNorm):
-        return F.layer_norm(x.float(), norm.normalized_shape, w, b, norm.eps).to(dtype)
-    return norm(x)
+        return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps)
+    raise TypeError(f"run_norm supports GroupNorm and LayerNorm layers, got {type(norm).__name__} with "
+                    f"parameters of another dtype than its input ({x.dtype}).")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

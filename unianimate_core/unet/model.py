@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..ops import AttentionFn, default_operations
 from .embedders import FrameAdapter, embed_frames, latent_embedder, pixel_embedder
 from .layers import Downsample, Upsample, run_norm, timestep_embedding
+from .options import TransformerOptions, patch_list
 from .resblock import ResBlock
 from .transformer import SpatialTransformer, TemporalTransformer
 
@@ -160,6 +161,8 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         dwpose: Optional[torch.Tensor] = None,
         randomref: Optional[torch.Tensor] = None,
         cond_mask: Optional[torch.Tensor] = None,
+        context: Optional[torch.Tensor] = None,
+        transformer_options: Optional[TransformerOptions] = None,
     ) -> torch.Tensor:
         """Predict v for F frames.
 
@@ -168,9 +171,13 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         pose at frame 0; randomref (B, 4, F or 1, h, w) (reference latent x 0.18215, frame 0 used).
         ``cond_mask`` (B,) bool: rows where it is False get exactly the unconditional result (all
         conditions dropped), so classifier-free guidance can run cond and uncond in one batch.
+        ``context`` (B or 1, T, context_dim): text context used instead of ``zero_y`` (the 4 image
+        tokens are still appended). ``transformer_options``: a dict of patches / options a host
+        application threads through every block and attention call (``options.py``); None = none.
         Returns (B, out_dim, F, h, w).
         """
-        b, f, h, w = self._check_inputs(x, image, local_image, dwpose, randomref, cond_mask)
+        b, f, h, w = self._check_inputs(x, image, local_image, dwpose, randomref, cond_mask, context)
+        to = transformer_options
         cfg = self.config
         dtype = self.dtype
         t = torch.as_tensor(t, device=x.device)
@@ -210,12 +217,16 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         frames = f + 1
 
         emb = self.time_embed(timestep_embedding(t, cfg.dim).to(dtype))
-        if self.zero_y is None:
-            raise InputError(
-                "the model's empty-prompt context (zero_y) is not set. Call model.set_zero_y(...) with the "
-                "OpenCLIP-H text embedding of the empty prompt (ComfyUI: connect a CLIP / SD2.1 checkpoint)."
-            )
-        context = self.zero_y.to(device=x.device, dtype=dtype).expand(b, -1, -1)
+        for p in patch_list(to, "emb_patch"):
+            emb = p(emb, cfg.dim, to)
+        if context is None:
+            if self.zero_y is None:
+                raise InputError(
+                    "the model's empty-prompt context (zero_y) is not set. Call model.set_zero_y(...) with the "
+                    "OpenCLIP-H text embedding of the empty prompt (ComfyUI: connect a CLIP / SD2.1 checkpoint)."
+                )
+            context = self.zero_y
+        context = context.to(device=x.device, dtype=dtype).expand(b, -1, -1)
         if image is not None:
             tokens = self.pre_image_condition(image.to(dtype)).reshape(b, cfg.num_tokens, cfg.context_dim)
             tokens = masked(tokens)
@@ -226,34 +237,57 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         context = context.repeat_interleave(frames, dim=0)
 
         x = rearrange(x, "b c f h w -> (b f) c h w")
+        if to is not None:
+            to["original_shape"] = list(x.shape)
+            to["num_video_frames"] = frames
+            to["transformer_index"] = 0
         skips: list[torch.Tensor] = []
-        for block in self.input_blocks:
-            x = self._run_block(block, x, emb, context, frames)
+        for i, block in enumerate(self.input_blocks):
+            if to is not None:
+                to["block"] = ("input", i)
+            x = self._run_block(block, x, emb, context, frames, to)
+            for p in patch_list(to, "input_block_patch"):
+                x = p(x, to)
             skips.append(x)
-        x = self._run_block(self.middle_block, x, emb, context, frames)
-        for block in self.output_blocks:
-            x = self._run_block(block, torch.cat([x, skips.pop()], dim=1), emb, context, frames)
+            for p in patch_list(to, "input_block_patch_after_skip"):
+                x = p(x, to)
+        if to is not None:
+            to["block"] = ("middle", 0)
+        x = self._run_block(self.middle_block, x, emb, context, frames, to)
+        for i, block in enumerate(self.output_blocks):
+            if to is not None:
+                to["block"] = ("output", i)
+            skip = skips.pop()
+            for p in patch_list(to, "output_block_patch"):
+                x, skip = p(x, skip, to)
+            x = self._run_block(block, torch.cat([x, skip], dim=1), emb, context, frames, to)
         x = self.out[2](self.out[1](run_norm(self.out[0], x)))
         x = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
         return x[:, :, 1:]
 
-    def _run_block(self, block: nn.Module, x: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor, frames: int) -> torch.Tensor:
+    def _run_block(self, block: nn.Module, x: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor, frames: int,
+                   to: Optional[TransformerOptions] = None) -> torch.Tensor:
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
 
-            return checkpoint(self._run_layers, block, x, emb, ctx, frames, use_reentrant=False)
-        return self._run_layers(block, x, emb, ctx, frames)
+            return checkpoint(self._run_layers, block, x, emb, ctx, frames, to, use_reentrant=False)
+        return self._run_layers(block, x, emb, ctx, frames, to)
 
     @staticmethod
-    def _run_layers(block: nn.Module, x: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor, frames: int) -> torch.Tensor:
+    def _run_layers(block: nn.Module, x: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor, frames: int,
+                    to: Optional[TransformerOptions] = None) -> torch.Tensor:
         layers = block if isinstance(block, nn.ModuleList) else [block]
         for layer in layers:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, frames)
             elif isinstance(layer, SpatialTransformer):
-                x = layer(x, ctx)
+                x = layer(x, ctx, to)
+                if to is not None:
+                    to["transformer_index"] = to.get("transformer_index", 0) + 1
             elif _is_temporal(layer):
-                x = rearrange(layer(rearrange(x, "(b f) c h w -> b c f h w", f=frames)), "b c f h w -> (b f) c h w")
+                video = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
+                video = layer(video, to) if isinstance(layer, TemporalTransformer) and to is not None else layer(video)
+                x = rearrange(video, "b c f h w -> (b f) c h w")
             else:  # conv_in, Downsample, Upsample
                 x = layer(x)
         return x
@@ -267,6 +301,7 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         dwpose: Optional[torch.Tensor],
         randomref: Optional[torch.Tensor],
         cond_mask: Optional[torch.Tensor],
+        context: Optional[torch.Tensor] = None,
     ) -> tuple[int, int, int, int]:
         cfg = self.config
         if x.dim() != 5 or x.shape[1] != cfg.in_dim:
@@ -312,6 +347,12 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
                 raise InputError("randomref needs dwpose too: frame 0 of dwpose is the reference pose.")
         if cond_mask is not None and tuple(cond_mask.shape) != (b,):
             raise InputError(f"cond_mask must have shape ({b},); got {tuple(cond_mask.shape)}.")
+        if context is not None and (context.dim() != 3 or context.shape[0] not in (1, b) or context.shape[1] < 1
+                                    or context.shape[2] != cfg.context_dim):
+            raise InputError(
+                f"context (text tokens) must be (B, T, {cfg.context_dim}) or (1, T, {cfg.context_dim}) with B={b}; "
+                f"got {tuple(context.shape)}. It is the OpenCLIP ViT-H-14 text context (the empty prompt: zero_y)."
+            )
         return b, f, h, w
 
 

@@ -8,6 +8,7 @@ and partial loading are not faked (the real-host tests apply them).
 """
 from __future__ import annotations
 
+import copy
 import uuid
 
 from . import model_management
@@ -29,6 +30,8 @@ class ModelPatcher:
         self.weight_inplace_update = weight_inplace_update
         self.patches_uuid = uuid.uuid4()
         self.parent = None
+        self.wrappers = {}
+        self.callbacks = {}
         for attr, value in (("model_loaded_weight_memory", 0), ("lowvram_patch_counter", 0),
                             ("model_lowvram", False), ("current_weight_patches_uuid", None),
                             ("model_offload_buffer_memory", 0)):
@@ -46,8 +49,18 @@ class ModelPatcher:
                            weight_inplace_update=self.weight_inplace_update)
         n.parent = self
         n.patches = {k: list(v) for k, v in self.patches.items()}
-        n.model_options = {**self.model_options}
+        n.model_options = copy.deepcopy(self.model_options)
+        n.wrappers = {t: {k: list(v) for k, v in by_key.items()} for t, by_key in self.wrappers.items()}
         return n
+
+    def add_wrapper_with_key(self, wrapper_type, key, wrapper):
+        self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
+
+    def remove_wrappers_with_key(self, wrapper_type, key):
+        self.wrappers.get(wrapper_type, {}).pop(key, None)
+
+    def get_all_wrappers(self, wrapper_type):
+        return [w for ws in self.wrappers.get(wrapper_type, {}).values() for w in ws]
 
     def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
         model_sd = self.model.state_dict()

@@ -1,12 +1,56 @@
-"""FAKE `comfy.ops` (tests only): layer factories with ComfyUI's class names.
+"""FAKE `comfy.ops` (tests only): layer factories with ComfyUI v0.8.0's class names and casting rules.
 
-`disable_weight_init.X` skips parameter initialisation (weights come from a checkpoint) and casts
-weights to the input dtype when `comfy_cast_weights` is set; `manual_cast.X` always casts. That is
-the behaviour the core relies on; offloading/lowvram is not simulated.
+Like the real module:
+
+* every layer checks ComfyUI's interrupt flag first (`run_every_op`);
+* `disable_weight_init.X` skips parameter initialisation (weights come from a checkpoint) and runs
+  its stored weights as they are - unless `comfy_cast_weights` is set or a weight/bias function (a
+  LoRA or low-VRAM patch) is attached: then `cast_bias_weight` casts weight and bias to the input's
+  dtype and device and applies the functions;
+* `manual_cast.X` always casts (fp8/fp16/bf16 storage with another compute dtype);
+* `pick_operations` returns `disable_weight_init` when no manual cast is needed, else `manual_cast`.
+
+Offload streams, pinned memory, quantized tensors and the fp8-matmul / cuBLAS variants are not
+simulated. `tests/host/test_comfy_host.py::test_fake_ops_compute_like_the_real_ones` runs both this
+module and the real one on the same layers and inputs.
 """
 from __future__ import annotations
 
 import torch
+
+from . import model_management
+
+
+def run_every_op():
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def cast_to_input(weight, input, non_blocking=False, copy=True):
+    return weight.to(device=input.device, dtype=input.dtype, copy=copy)
+
+
+def cast_bias_weight(s, input=None, dtype=None, device=None, bias_dtype=None, offloadable=False):
+    if input is not None:
+        dtype = input.dtype if dtype is None else dtype
+        bias_dtype = dtype if bias_dtype is None else bias_dtype
+        device = input.device if device is None else device
+    weight = s.weight.to(device=device, copy=len(s.weight_function) > 0)
+    bias = None
+    if s.bias is not None:
+        bias = s.bias.to(device=device, dtype=bias_dtype, copy=len(s.bias_function) > 0)
+        for f in s.bias_function:
+            bias = f(bias)
+    if s.weight_function or weight.dtype != dtype:
+        weight = weight.to(dtype=dtype)
+        for f in s.weight_function:
+            weight = f(weight)
+    if offloadable:
+        return weight, bias, None
+    return weight, bias
+
+
+def uncast_bias_weight(s, weight, bias, offload_stream):
+    return None
 
 
 class CastWeightBiasOp:
@@ -15,27 +59,26 @@ class CastWeightBiasOp:
     bias_function = []
 
 
-def cast_to_input(weight, input, non_blocking=False, copy=True):
-    return weight.to(device=input.device, dtype=input.dtype, copy=copy)
-
-
-def _cast(module, input):
-    weight = module.weight.to(device=input.device, dtype=input.dtype) if module.weight is not None else None
-    bias = module.bias.to(device=input.device, dtype=input.dtype) if getattr(module, "bias", None) is not None else None
-    return weight, bias
-
-
 def _make(base: type, fn) -> type:
     def reset_parameters(self):
         return None
 
+    def forward_comfy_cast_weights(self, input):
+        if self.weight is None:  # LayerNorm(elementwise_affine=False)
+            return fn(self, input, None, None)
+        weight, bias, stream = cast_bias_weight(self, input, offloadable=True)
+        out = fn(self, input, weight, bias)
+        uncast_bias_weight(self, weight, bias, stream)
+        return out
+
     def forward(self, *args, **kwargs):
-        if self.comfy_cast_weights:
-            weight, bias = _cast(self, args[0])
-            return fn(self, args[0], weight, bias)
+        run_every_op()
+        if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+            return self.forward_comfy_cast_weights(*args, **kwargs)
         return base.forward(self, *args, **kwargs)
 
     return type(base.__name__, (base, CastWeightBiasOp), {"reset_parameters": reset_parameters,
+                                                           "forward_comfy_cast_weights": forward_comfy_cast_weights,
                                                            "forward": forward})
 
 

@@ -6,6 +6,8 @@ progress + preview images to the browser. Tests install a recording hook with
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 PROGRESS_BAR_ENABLED = True
@@ -53,3 +55,13 @@ def load_torch_file(ckpt, safe_load=False, device=None, return_metadata=False):
         if "state_dict" in sd:
             sd = sd["state_dict"]
     return (sd, None) if return_metadata else sd
+
+
+def repeat_to_batch_size(tensor, batch_size, dim=0):
+    """Cut or tile `tensor` along `dim` to `batch_size` rows (ComfyUI's rule: truncate, or repeat then cut)."""
+    if tensor.shape[dim] > batch_size:
+        return tensor.narrow(dim, 0, batch_size)
+    if tensor.shape[dim] < batch_size:
+        reps = dim * [1] + [math.ceil(batch_size / tensor.shape[dim])] + [1] * (len(tensor.shape) - 1 - dim)
+        return tensor.repeat(reps).narrow(dim, 0, batch_size)
+    return tensor

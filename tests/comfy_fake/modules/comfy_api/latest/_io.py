@@ -2,7 +2,7 @@
 
 Only what the UniAnimate nodes and the workflow checks need: `Schema`, `ComfyNode`, `NodeOutput`,
 `Hidden`, `Custom`, and the input/output types Boolean, Int, Float, String, Combo, Image, Mask,
-Latent, Vae, Clip, ClipVision, ClipVisionOutput, Model, Video. Constructor parameters have the
+Latent, Vae, Clip, ClipVision, ClipVisionOutput, Model, Conditioning, Video. Constructor parameters have the
 same names, order and defaults as ComfyUI v0.8.0 (`comfy_api/latest/_io.py`), and
 `INPUT_TYPES()` / `GET_NODE_INFO_V1()` produce the same V1 dictionaries the real server publishes
 in `/object_info`, so tests can validate workflows against either. Behaviour that the real API
@@ -300,6 +300,7 @@ Clip = _socket_type("CLIP", type_name="Clip")
 ClipVision = _socket_type("CLIP_VISION", type_name="ClipVision")
 ClipVisionOutput = _socket_type("CLIP_VISION_OUTPUT", type_name="ClipVisionOutput")
 Model = _socket_type("MODEL", type_name="Model")
+Conditioning = _socket_type("CONDITIONING", type_name="Conditioning")
 Video = _socket_type("VIDEO", type_name="Video")
 
 
