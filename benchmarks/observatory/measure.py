@@ -15,7 +15,9 @@ Experiments (each writes ``<out>/<name>/report.md|json`` + plots and prints its 
 * ``anchor``    - continuation with the colour anchor 0 / 0.5 / 1;
 * ``compare``   - ``--model`` vs ``--compare`` (e.g. temporal attention vs temporal Mamba, same budget):
   quality, seconds per clip, peak memory of the process;
-* ``still``     - ``--still PNG``: the first ``--still-clips`` test clips, poses / generated / ground truth.
+* ``still``     - ``--still PNG``: the first ``--still-clips`` test clips, poses / generated / ground truth;
+* ``denoise``   - one-step x0 prediction PSNR at t = 200 / 500 / 800 / 950 (trained, untrained, ``--compare``):
+  what the model has learned per noise level, without the sampler.
 
 Numbers depend only on the model file, the world and the seeds; times depend on the machine's load.
 """
@@ -35,7 +37,50 @@ from unianimate_core.evaluation.report import Report  # noqa: E402
 from unianimate_core.toyworld import ToyImageEncoder, World, WorldConfig  # noqa: E402
 from unianimate_core.toyworld.generate import GenerateOptions, generate  # noqa: E402
 
-EXPERIMENTS = ("baselines", "steps", "guidance", "prior", "mode", "long", "anchor", "compare", "still")
+EXPERIMENTS = ("baselines", "steps", "guidance", "prior", "mode", "long", "anchor", "compare", "still", "denoise")
+
+
+def denoise_table(models: dict, clips: list, timesteps=(200, 500, 800, 950), seed: int = 0) -> list[str]:
+    """One-step x0 prediction: noise each clip's exact latent to t, predict v with all conditions
+    (standard mode), decode x0 = sqrt(ab) x_t - sqrt(1 - ab) v and take its PSNR against the ground truth.
+    Shows what the model has learned at each noise level, independent of the sampler; copy-the-reference
+    is the line to beat at high t (where x0 must come from the conditions)."""
+    import math
+
+    import torch
+
+    from unianimate_core.diffusion import NoiseSchedule
+    from unianimate_core.toyworld import decode_latents, encode_frames, load_toy_codec
+    from unianimate_core.toyworld.conditioning import prepare_toy_clip
+
+    codec, encoder = load_toy_codec(), ToyImageEncoder()
+    ab = NoiseSchedule.unianimate().alphas_cumprod
+    gen = torch.Generator().manual_seed(seed)
+    sums: dict = {}
+    for clip in clips:
+        x0 = encode_frames(codec, clip.frames)
+        truth = decode_latents(codec, x0)
+        kw = prepare_toy_clip(clip, codec, encoder, "standard").cond.model_kwargs(len(clip))
+        copy = torch.from_numpy(clip.reference).permute(2, 0, 1).float()[None] / 255
+        sums.setdefault("copy_reference", []).append(float(((copy - truth) ** 2).mean()))
+        for t in timesteps:
+            eps = torch.randn(x0.shape, generator=gen)
+            a = float(ab[t])
+            xt = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
+            for name, model in models.items():
+                with torch.no_grad():
+                    v = model(xt, torch.tensor([t]), **kw)
+                x0p = math.sqrt(a) * xt - math.sqrt(1 - a) * v
+                sums.setdefault((name, t), []).append(float(((decode_latents(codec, x0p) - truth) ** 2).mean()))
+
+    def psnr(v: list) -> str:
+        return f"{10 * math.log10(1 / (sum(v) / len(v))):.2f}"
+
+    lines = ["| model | " + " | ".join(f"t = {t}" for t in timesteps) + " |", "|---|" + "---|" * len(timesteps)]
+    for name in models:
+        lines.append(f"| {name} | " + " | ".join(psnr(sums[(name, t)]) for t in timesteps) + " |")
+    lines.append(f"| copy the reference (any t) | " + " | ".join(psnr(sums["copy_reference"]) for _ in timesteps) + " |")
+    return lines
 
 
 def still(model, clips: list, options: GenerateOptions, encoder, path: Path, scale: int = 2) -> Path:
@@ -128,6 +173,16 @@ def main() -> int:
     out = Path(args.out)
     for exp in wanted:
         t0 = time.perf_counter()
+        if exp == "denoise":
+            models.setdefault("untrained", untrained_like(models["trained"], 0))
+            if args.compare:
+                models.setdefault("compare", load_toy_model(args.compare))
+            lines = denoise_table(models, clips)
+            (out / "denoise.md").parent.mkdir(parents=True, exist_ok=True)
+            (out / "denoise.md").write_text("\n".join(lines) + "\n")
+            print("one-step x0 prediction, PSNR (dB) of the decoded prediction vs the ground truth, "
+                  f"{len(clips)} test clips:\n" + "\n".join(lines), flush=True)
+            continue
         if exp == "still":
             picks = [world.clip("test", int(i)) for i in args.still_clips.split(",")]
             print(f"wrote {still(models['trained'], picks, base, encoder, Path(args.still or out / 'still.png'))}")
