@@ -79,6 +79,8 @@ OBS_WORLD  := $(OBS_DIR)/world/.complete
 OBS_MODEL  := $(OBS_DIR)/run/model.safetensors
 OBS_CLIPS  ?= 16
 OBS_EVAL_ARGS ?=
+# e.g. OBS_TRAIN_ARGS="--set train.steps=20000 --set train.batch_size=8" for a longer run (a GPU is used when present)
+OBS_TRAIN_ARGS ?=
 
 $(OBS_WORLD): | $(STAMP)
 	$(PY) -m unianimate_core.toyworld export --out $(OBS_DIR)/world/train --split train --clips 600 \
@@ -90,7 +92,7 @@ $(OBS_WORLD): | $(STAMP)
 $(OBS_MODEL): $(OBS_WORLD) $(OBS_CONFIG)
 	$(PY) -m unianimate_core train $(OBS_CONFIG) --set output_dir=$(abspath $(OBS_DIR))/run \
 		--set data.videos=$(abspath $(OBS_DIR))/world/train --set data.validation_dir=$(abspath $(OBS_DIR))/world/val \
-		--set data.cache_dir=$(abspath $(OBS_DIR))/cache
+		--set data.cache_dir=$(abspath $(OBS_DIR))/cache $(OBS_TRAIN_ARGS)
 
 observatory: $(OBS_MODEL)
 
