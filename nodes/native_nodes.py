@@ -20,8 +20,7 @@ from ..unianimate_core.pipeline.conditioning import size_problem
 from . import choices
 from .conditioning import CONDITION_MODES, prepare, select
 from .native_model import COND_KEY, UniAnimateCondition, UniAnimateVideo
-from .sampler import MAX_SIZE, validate_common
-from .types import PoseKeypoint
+from .sampler import reference_inputs, validate_common
 
 log = logging.getLogger("UniAnimate")
 
@@ -62,22 +61,7 @@ class UniAnimateConditioning(io.ComfyNode):
                 "is the official setting) or SamplerCustomAdvanced; add 'Context Windows (Manual)' for long videos."
             ),
             inputs=[
-                io.Vae.Input("vae", tooltip="SD 2.1 VAE ('Load VAE', or the VAE output of 'Load Checkpoint' with "
-                                            "v2-1_512-ema-pruned). Encodes the reference image."),
-                io.ClipVision.Input("clip_vision", tooltip="OpenCLIP ViT-H-14 image encoder ('Load CLIP Vision' with "
-                                                           "clip_vision_h.safetensors). Encodes the reference image."),
-                io.Image.Input("reference_image", tooltip="The photo of the person to animate (one image)."),
-                io.MultiType.Input("poses", types=[io.Image, PoseKeypoint],
-                                   tooltip="Driving poses: pose images (e.g. the pose_images output of UniAnimate Pose "
-                                           "Align) or POSE_KEYPOINT. One latent frame per selected pose."),
-                io.MultiType.Input("reference_pose", types=[io.Image, PoseKeypoint],
-                                   tooltip="The pose of the reference image (one frame; the reference_pose output of "
-                                           "UniAnimate Pose Align)."),
-                io.Int.Input("width", default=512, min=64, max=MAX_SIZE, step=64,
-                             tooltip="Output width in pixels, a multiple of 64 (other values are refused with the two "
-                                     "nearest sizes). The model was trained at 512x768."),
-                io.Int.Input("height", default=768, min=64, max=MAX_SIZE, step=64,
-                             tooltip="Output height in pixels, a multiple of 64."),
+                *reference_inputs("latent frame"),
                 io.Int.Input("max_frames", default=32, min=0, max=100000,
                              tooltip="How many frames (0 = one per selected pose). Up to ~64 in one pass; longer: "
                                      "put 'Context Windows (Manual)' on the model."),

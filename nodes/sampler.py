@@ -31,8 +31,13 @@ MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 def model_inputs() -> list:
     """The inputs every sampling node shares (same names, so workflows can switch nodes)."""
+    return [UniAnimateModelType.Input("model", tooltip="UniAnimate UNet from 'Load UniAnimate Model'."),
+            *reference_inputs("generated frame")]
+
+
+def reference_inputs(frame_word: str) -> list:
+    """Encoders, reference, poses and size: shared by the sampling nodes and UniAnimate Conditioning."""
     return [
-        UniAnimateModelType.Input("model", tooltip="UniAnimate UNet from 'Load UniAnimate Model'."),
         io.Vae.Input("vae", tooltip="SD 2.1 VAE ('Load VAE', or the VAE output of 'Load Checkpoint' with "
                                     "v2-1_512-ema-pruned). Encodes the reference image."),
         io.ClipVision.Input("clip_vision", tooltip="OpenCLIP ViT-H-14 image encoder ('Load CLIP Vision' with "
@@ -40,7 +45,7 @@ def model_inputs() -> list:
         io.Image.Input("reference_image", tooltip="The photo of the person to animate (one image)."),
         io.MultiType.Input("poses", types=[io.Image, PoseKeypoint],
                            tooltip="Driving poses: pose images (e.g. the pose_images output of UniAnimate Pose Align) "
-                                   "or POSE_KEYPOINT. One generated frame per selected pose."),
+                                   f"or POSE_KEYPOINT. One {frame_word} per selected pose."),
         io.MultiType.Input("reference_pose", types=[io.Image, PoseKeypoint],
                            tooltip="The pose of the reference image (one frame; the reference_pose output of "
                                    "UniAnimate Pose Align)."),

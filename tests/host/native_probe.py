@@ -41,12 +41,19 @@ def setup(attention: str = "pytorch"):
     sys.argv = args
     sys.path.insert(0, os.getcwd())
     sys.path.insert(0, str(REPO / "tests"))
+    # tests/tiny_unet.py imports unianimate_core; the repository goes last so that ComfyUI's own `nodes`
+    # module (in its base folder, first) is not shadowed by the pack's `nodes/` package
+    sys.path.append(str(REPO))
     import comfy.options
 
     comfy.options.enable_args_parsing()
     import torch
 
     torch.set_num_threads(1)
+    import comfy.model_management  # noqa: F401 - what ComfyUI has imported before it loads packs
+    import comfy_api.latest  # noqa: F401
+    import folder_paths  # noqa: F401
+
     spec = importlib.util.spec_from_file_location(PACK_NAME, REPO / "__init__.py",
                                                   submodule_search_locations=[str(REPO)])
     pack = importlib.util.module_from_spec(spec)

@@ -505,6 +505,7 @@ LORA_PROBE = textwrap.dedent("""
     sys.path.insert(0, ".")
     import comfy.options; comfy.options.enable_args_parsing()
     import torch, comfy.model_management as mm
+    import folder_paths, comfy_api.latest  # what ComfyUI has imported before it loads packs
     from safetensors.torch import load_file, save_file
 
     spec = importlib.util.spec_from_file_location("unianimate_probe_pack", {init!r}, submodule_search_locations=[{repo!r}])
@@ -537,15 +538,26 @@ LORA_PROBE = textwrap.dedent("""
         layers = core.lora.apply_lora(merged, "probe_lora.safetensors", strength=0.8)
         ours = merged(x, torch.tensor([500]), **kw)
         plain = core.checkpoint.load_unet({ckpt!r}, dtype="fp32", zero_y=zero_y)(x, torch.tensor([500]), **kw)
+
+    # the same file through ComfyUI's own LoraLoaderModelOnly path on the MODEL output (the generic
+    # "diffusion_model.<module>" key mapping of comfy.lora.model_lora_keys_unet)
+    import comfy.sd
+    native, _ = comfy.sd.load_lora_for_models(patcher, None, lora, 0.8, 0)
+    mm.load_models_gpu([native])
+    with torch.no_grad():
+        native_out = native.model.diffusion_model(x, torch.tensor([500]), **kw)
     print("RESULT" + json.dumps({{"layers": len(layers), "patched": len(patched.patches),
                                  "max_abs": float((comfy_out - ours).abs().max()),
+                                 "native_patched": len(native.patches),
+                                 "native_max_abs": float((native_out - ours).abs().max()),
                                  "lora_effect": float((ours - plain).abs().max())}}))
 """)
 
 
 def test_comfyui_applies_a_trained_lora_like_our_merge(comfy_server):
     """ComfyUI's own LoRA machinery (comfy.lora.load_lora + ModelPatcher patches applied on load) on the
-    trainer's file layout gives the same UNet output as unianimate_core.lora.apply_lora's merge."""
+    trainer's file layout gives the same UNet output as unianimate_core.lora.apply_lora's merge, both
+    through Load UniAnimate LoRA's key map and through ComfyUI's LoraLoaderModelOnly path (MODEL output)."""
     fixtures = REPO / "tests" / "fixtures"
     sys.path.insert(0, str(REPO))
     from tests.tiny_unet import tiny_checkpoint_path
@@ -559,3 +571,5 @@ def test_comfyui_applies_a_trained_lora_like_our_merge(comfy_server):
     assert out["layers"] == out["patched"] > 0
     assert out["lora_effect"] > 1e-2  # the LoRA changes the output...
     assert out["max_abs"] < 1e-4, out  # ...identically through ComfyUI's patcher and our merge (fp32 rounding)
+    # ComfyUI's LoraLoaderModelOnly on the MODEL output maps the trainer's keys by itself, to the same result
+    assert out["native_patched"] == out["layers"] and out["native_max_abs"] < 1e-4, out

@@ -12,10 +12,11 @@ ComfyUI's savers do; about
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -96,30 +97,29 @@ def _iter_animated(path: Path, step: int, durations: list[float]) -> Iterator[np
         raise MediaError(f"could not read {path}: {exc}.") from exc
 
 
-def _video_rate(path: Path) -> float:
+@contextlib.contextmanager
+def _video_stream(path: Path) -> Iterator[Any]:
+    """The first video stream of ``path`` (PyAV); decoding errors become a MediaError naming the fix."""
     av = _import_av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream.")
-            stream = container.streams.video[0]
-            return float(stream.average_rate or stream.guessed_rate or 8)
+            yield container.streams.video[0]
     except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
         raise MediaError(f"could not decode {path}: {exc}. Re-encode it as H.264 mp4 or pass a folder of images.") from exc
+
+
+def _video_rate(path: Path) -> float:
+    with _video_stream(path) as stream:
+        return float(stream.average_rate or stream.guessed_rate or 8)
 
 
 def _iter_video(path: Path, step: int) -> Iterator[np.ndarray]:
-    av = _import_av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream.")
-            stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream)):
-                if i % step == 0:
-                    yield frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
-        raise MediaError(f"could not decode {path}: {exc}. Re-encode it as H.264 mp4 or pass a folder of images.") from exc
+    with _video_stream(path) as stream:
+        for i, frame in enumerate(stream.container.decode(stream)):
+            if i % step == 0:
+                yield frame.to_ndarray(format="rgb24")
 
 
 def _limited(frames: Iterator[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:

@@ -190,25 +190,24 @@ def _mamba(cfg: TrainConfig, unet: UNetSD_UniAnimate, schedule: NoiseSchedule, w
     export_config = dataclasses.replace(unet.config, temporal="mamba", mamba=mcfg)
     train_all = m.train == "all"
 
-    if m.source == "scratch":
+    def install_students() -> None:
+        """Put the Mamba layers in place; only they train unless mode.mamba.train = all."""
         install(slots, students)
         unet.config = export_config
         if not train_all:
             _freeze_all(unet)
             for s in students:
                 s.requires_grad_(True)
+
+    if m.source == "scratch":
+        install_students()
         loss: nn.Module = DiffusionLoss(unet, schedule)
         return TrainModel(unet, loss, "mamba", whole_unet_export(unet, export_config), lambda: unet)
 
     for t in teachers:
         t.requires_grad_(False)
     if m.distill == "output":
-        install(slots, students)
-        unet.config = export_config
-        if not train_all:
-            _freeze_all(unet)
-            for s in students:
-                s.requires_grad_(True)
+        install_students()
         loss = OutputDistillLoss(unet, teachers, schedule, m.diffusion_weight)
         return TrainModel(unet, loss, "mamba", whole_unet_export(unet, export_config), lambda: unet)
 
