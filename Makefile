@@ -4,6 +4,8 @@
 #   make test-host - the real-ComfyUI tests (needs COMFYUI_PATH; see docs/nodes.md, "Tests")
 #   make test-variants - the main suite under other CPU kernels and thread counts (not part of CI;
 #                 about four times the main suite's time; docs/testing.md)
+#   make observatory - train the observatory model on the synthetic world (cached; ~20 min on one CPU core)
+#   make eval    - the observatory model's evaluation table: trained vs untrained vs baselines (docs/evaluation.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +15,7 @@ MP_VENV  ?= .venv-mediapipe
 MP_PY    := $(MP_VENV)/bin/python
 MP_STAMP := $(MP_VENV)/.deps-stamp
 
-.PHONY: test test-main test-mediapipe test-fast test-host test-variants venv demo clean-venv
+.PHONY: test test-main test-mediapipe test-fast test-host test-variants venv demo clean-venv observatory eval
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,3 +69,33 @@ test-variants: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV) $(MP_VENV)
+
+# The observatory (docs/evaluation.md): the synthetic world exported as lossless frame folders, a small
+# UniAnimate trained on it by the project's trainer (recipe + seed: benchmarks/observatory/observatory.json),
+# then its evaluation table. Everything is cached under OBS_DIR; delete it to regenerate.
+OBS_DIR    ?= .cache/observatory
+OBS_CONFIG := benchmarks/observatory/observatory.json
+OBS_WORLD  := $(OBS_DIR)/world/.complete
+OBS_MODEL  := $(OBS_DIR)/run/model.safetensors
+OBS_CLIPS  ?= 16
+OBS_EVAL_ARGS ?=
+# e.g. OBS_TRAIN_ARGS="--set train.steps=20000 --set train.batch_size=8" for a longer run (a GPU is used when present)
+OBS_TRAIN_ARGS ?=
+
+$(OBS_WORLD): | $(STAMP)
+	$(PY) -m unianimate_core.toyworld export --out $(OBS_DIR)/world/train --split train --clips 600 \
+		--width 64 --height 128 --frames 16 --format png
+	$(PY) -m unianimate_core.toyworld export --out $(OBS_DIR)/world/val --split val --clips 8 \
+		--width 64 --height 128 --frames 16 --format png
+	touch $@
+
+$(OBS_MODEL): $(OBS_WORLD) $(OBS_CONFIG)
+	$(PY) -m unianimate_core train $(OBS_CONFIG) --set output_dir=$(abspath $(OBS_DIR))/run \
+		--set data.videos=$(abspath $(OBS_DIR))/world/train --set data.validation_dir=$(abspath $(OBS_DIR))/world/val \
+		--set data.cache_dir=$(abspath $(OBS_DIR))/cache $(OBS_TRAIN_ARGS)
+
+observatory: $(OBS_MODEL)
+
+eval: $(OBS_MODEL)
+	$(PY) -m unianimate_core eval --toy --model $(OBS_MODEL) --untrained --split test --clips $(OBS_CLIPS) \
+		--width 64 --height 128 --frames 8 --out $(OBS_DIR)/eval $(OBS_EVAL_ARGS)

@@ -21,9 +21,9 @@ def test_clip_conditions_drive_the_tiny_unet_in_every_mode():
         with torch.no_grad():
             v = model(target, torch.tensor([500]), **cond.model_kwargs(3))
         assert v.shape == target.shape and torch.isfinite(v).all()
-    # frame 0 of the pose stack is the reference pose, the rest the driving poses (u8 / 255 exactly)
+    # frame 0 of the pose stack is the reference pose, the rest the driving poses (uint8, the pipeline's
+    # pose stack: the sampler divides by 255 exactly as the official loader)
     cond = clip_conditions(clip, vae, enc)
-    ref_pose = torch.from_numpy(clip.reference_pose_image()).permute(2, 0, 1).float() / 255
-    assert torch.equal(cond.dwpose[0, :, 0], ref_pose)
-    assert torch.equal(cond.dwpose[0, :, 1], torch.from_numpy(clip.pose_images()[0]).permute(2, 0, 1).float() / 255)
+    assert torch.equal(cond.dwpose[0, :, 0], torch.from_numpy(clip.reference_pose_image()).permute(2, 0, 1))
+    assert torch.equal(cond.dwpose[0, :, 1], torch.from_numpy(clip.pose_images()[0]).permute(2, 0, 1))
     assert decode_latents(vae, target).shape == (3, 3, 64, 64)

@@ -39,3 +39,30 @@ def test_noise_prior_changes_the_start(model):
     with_prior = generate(model, clip, GenerateOptions(steps=1))
     without = generate(model, clip, GenerateOptions(steps=1, noise_prior=False))
     assert not np.array_equal(with_prior, without)
+
+
+def test_generate_feeds_the_model_what_the_pipeline_prepares(model):
+    """generate() goes through pipeline.prepare (the nodes' and CLI's path): the model sees the reference
+    latent as the codec's posterior mean x 0.18215 (not a posterior sample), the CLIP stand-in's embedding
+    of the reference, and the clip's own pose renders (u8 / 255)."""
+    import torch
+
+    from unianimate_core.pipeline.conditioning import clip_input
+    from unianimate_core.toyworld import encode_frames, load_toy_codec
+
+    clip = World(WorldConfig(width=64, height=64, frames=3)).clip("test", 3)
+    seen = []
+
+    def recording(x, t, **kw):
+        seen.append(kw)
+        return model(x, t, **kw)
+
+    generate(recording, clip, GenerateOptions(steps=1, guidance=1.0))
+    kw = seen[0]
+    codec = load_toy_codec()
+    expected_ref = encode_frames(codec, clip.reference[None])            # (1, 4, 1, 8, 8): posterior mean x 0.18215
+    torch.testing.assert_close(kw["randomref"].float()[:, :, :1], expected_ref, rtol=0, atol=1e-6)
+    emb = ToyImageEncoder().encode_image(clip_input(clip.reference)).float()
+    torch.testing.assert_close(kw["image"].float().reshape(1, -1), emb.reshape(1, -1), rtol=0, atol=1e-6)
+    poses = torch.from_numpy(clip.pose_images()).permute(3, 0, 1, 2).float() / 255
+    assert torch.equal(kw["dwpose"].float()[0, :, 1:], poses)

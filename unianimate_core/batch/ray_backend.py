@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -178,6 +180,7 @@ class RayBatch:
         self.calls: dict[Any, Slot] = {}
         self.replacements = 0
         self.stopping = False
+        self.ctrl_c = False  # set by the SIGINT handler of run_on_ray
         self._last_poll = 0.0
 
     # ------------------------------------------------------------------ workers
@@ -394,6 +397,8 @@ class RayBatch:
                 return
             if self.stopping and not self._busy():
                 return
+            if self.ctrl_c and not self.stopping:
+                raise KeyboardInterrupt
             if not any(s.state != "dead" for s in self.slots):
                 raise BatchError("no worker is left (all died and none could be replaced); the unfinished jobs stay "
                                  "in the manifest for the next run.")
@@ -434,9 +439,22 @@ class RayBatch:
 
 
 def run_on_ray(run: BatchRun, jobs: list[Job], cfg: RayConfig) -> None:
-    """Render ``jobs`` on Ray, recording everything in ``run``; returns when all are done or it was stopped."""
+    """Render ``jobs`` on Ray, recording everything in ``run``; returns when all are done or it was stopped.
+
+    Ctrl-C (SIGINT) is taken by a handler of our own while the batch runs: the first one only sets a flag
+    that the scheduling loop reads every half second (so it is never lost inside Ray's blocking calls,
+    which may not raise KeyboardInterrupt), the second one raises at once.
+    """
     connect(cfg)
     batch = RayBatch(run, jobs, cfg)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum: int, frame: Any) -> None:
+            if batch.ctrl_c:
+                raise KeyboardInterrupt
+            batch.ctrl_c = True
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         try:
             batch.start_workers()
@@ -448,6 +466,8 @@ def run_on_ray(run: BatchRun, jobs: list[Job], cfg: RayConfig) -> None:
                 batch.abandon()
                 run.event("left at once; running jobs are recorded as interrupted")
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         try:
             ray.shutdown()
         except Exception:  # noqa: BLE001

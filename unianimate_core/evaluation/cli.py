@@ -17,6 +17,12 @@ pipeline's resize) and both are cut to the shorter length; both are said in the 
 The synthetic world (a self-check of the suite, and the baselines every model must beat)::
 
     python -m unianimate_core eval --toy [--split test --clips 4 --size 128 --frames 16] [--out DIR]
+
+A model trained on the world (``make observatory``; docs/evaluation.md), generated through the
+pipeline's sampler and scored next to its untrained start and the baselines::
+
+    python -m unianimate_core eval --toy --model model.safetensors [--untrained] [--frames 8 --clips 16] \
+        [--width 64 --height 128] [--steps 30 --guidance 2.5 --condition-mode standard --no-noise-prior --sample-seed 11]
 """
 from __future__ import annotations
 
@@ -55,7 +61,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="--toy: world split (default test)")
     p.add_argument("--clips", type=int, default=4, help="--toy: clips (default 4)")
     p.add_argument("--size", type=int, default=128, help="--toy: frame size (default 128)")
+    p.add_argument("--width", type=int, default=None, help="--toy: frame width (default --size)")
+    p.add_argument("--height", type=int, default=None, help="--toy: frame height (default --size)")
     p.add_argument("--frames", type=int, default=16, help="--toy: frames per clip (default 16)")
+    p.add_argument("--model", help="--toy: a UNet trained on the world (.safetensors); its clips are generated and scored")
+    p.add_argument("--untrained", action="store_true",
+                   help="--toy --model: also score the same architecture at its training start (fresh weights, "
+                        "--init-seed, zero-initialised output layers: the trainer's step 0)")
+    p.add_argument("--init-seed", type=int, default=0, help="--untrained: the training run's seed (default 0)")
+    p.add_argument("--steps", type=int, default=30, help="--toy --model: DDIM steps (default 30)")
+    p.add_argument("--guidance", type=float, default=2.5, help="--toy --model: guidance scale (default 2.5)")
+    p.add_argument("--condition-mode", default="standard", choices=["standard", "first_frame", "both"],
+                   help="--toy --model: condition mode (default standard)")
+    p.add_argument("--no-noise-prior", action="store_true", help="--toy --model: plain start noise (no reference prior)")
+    p.add_argument("--sample-seed", type=int, default=11, help="--toy --model: sampling seed (default 11)")
     p.add_argument("--out", default="eval_report", help="output folder (report.md, report.json, PNG plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-warp", action="store_true", help="skip the warping error (optical flow: the slowest metric)")
@@ -184,25 +203,81 @@ def run_real(args: argparse.Namespace):
     return report
 
 
+def load_toy_model(path: str):
+    """A UNet trained on the world, with the CLIP stand-in's empty context as ``zero_y``."""
+    from ..checkpoint import load_unet
+    from ..errors import UniAnimateError
+    from ..toyworld import ToyImageEncoder
+
+    if not Path(path).is_file():
+        raise EvaluationError(f"--model {path} does not exist; train the observatory model first (make observatory).")
+    try:
+        model = load_unet(path, dtype="fp32")
+    except UniAnimateError as exc:
+        raise EvaluationError(f"--model {path} is not a UniAnimate UNet checkpoint: {exc}") from exc
+    model.set_zero_y(ToyImageEncoder().empty_context())
+    return model
+
+
+def untrained_like(model, seed: int):
+    """The same architecture at the trainer's step 0 (seeded fresh weights, zero-initialised output layers)."""
+    from ..toyworld import ToyImageEncoder
+    from ..train.modes import fresh_unet
+
+    fresh = fresh_unet(model.config, seed, zero_init=True).eval().requires_grad_(False)
+    fresh.set_zero_y(ToyImageEncoder().empty_context())
+    return fresh
+
+
+def paired_margin(a: list, b: list, key: str) -> tuple[float, float, int, int]:
+    """Per-clip ``a - b`` of summary ``key``: mean, standard error, clips where a wins, clips compared."""
+    d = np.array([x.summary.get(key, np.nan) - y.summary.get(key, np.nan) for x, y in zip(a, b)], dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return float("nan"), float("nan"), 0, 0
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    return float(d.mean()), se, int((d > 0).sum()), int(d.size)
+
+
 def run_toy(args: argparse.Namespace):
     from ..toyworld import ToyImageEncoder, World, WorldConfig
+    from ..toyworld.generate import GenerateOptions, generate
     from .evaluate import evaluate_toy_clip, toy_baselines
     from .report import Report, merge
 
-    world = World(WorldConfig(width=args.size, height=args.size, frames=args.frames))
+    width, height = args.width or args.size, args.height or args.size
+    world = World(WorldConfig(width=width, height=height, frames=args.frames))
     encoder = ToyImageEncoder()
+    models: dict[str, Any] = {}
+    if args.model:
+        models["trained"] = load_toy_model(args.model)
+        if args.untrained:
+            models["untrained"] = untrained_like(models["trained"], args.init_seed)
+    gen = GenerateOptions(steps=args.steps, guidance=args.guidance, mode=args.condition_mode,
+                          noise_prior=not args.no_noise_prior, seed=args.sample_seed)
     per_run: dict[str, list] = {}
     for i in range(args.clips):
         clip = world.clip(args.split, i)
-        runs = {"ground_truth": clip.frames, **toy_baselines(clip)}
+        runs = {"ground_truth": clip.frames}
+        runs.update({name: generate(m, clip, gen, encoder=encoder) for name, m in models.items()})
+        runs.update(toy_baselines(clip))
         for name, frames in runs.items():
             per_run.setdefault(name, []).append(
                 evaluate_toy_clip(frames, clip, encoder=encoder, warp=not args.no_warp, gt_ceiling=False))
-        print(f"clip {i + 1}/{args.clips} done")
-    report = Report(f"Synthetic world baselines ({args.split} split, {args.clips} clips, {args.size}x{args.size}, "
+        print(f"clip {i + 1}/{args.clips} done", flush=True)
+    what = "a model" if models else "baselines"
+    report = Report(f"Synthetic world, {what} ({args.split} split, {args.clips} clips, {width}x{height}, "
                     f"{args.frames} frames)")
     for name, ms in per_run.items():
         report.add(name, merge(ms))
+    if models:
+        report.notes.append(f"generated with {args.steps} DDIM steps, guidance {args.guidance}, mode "
+                            f"{args.condition_mode}, noise prior {'off' if args.no_noise_prior else 'on'}, "
+                            f"seed {args.sample_seed}; model {args.model}")
+        for key, unit in (("psnr_clip", " dB"), ("pck_0.2", ""), ("pck_0.5", ""), ("limb_overlap", "")):
+            mean, se, wins, n = paired_margin(per_run["trained"], per_run["copy_reference"], key)
+            report.notes.append(f"trained - copy_reference, {key}: {mean:+.4g}{unit} (standard error {se:.2g} over "
+                                f"{n} clips; trained higher on {wins} of {n})")
     return report
 
 

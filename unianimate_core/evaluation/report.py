@@ -82,6 +82,7 @@ class Report:
 
     title: str = "UniAnimate evaluation"
     runs: list[tuple[str, VideoMetrics, dict[str, Any]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lines printed under the table (and kept in the JSON)
 
     def add(self, name: str, metrics: VideoMetrics, params: dict[str, Any] | None = None) -> None:
         if any(n == name for n, _, _ in self.runs):
@@ -102,10 +103,11 @@ class Report:
             row = [name, *[str(p.get(k, "")) for k in params], *[_fmt(m.summary.get(k, float("nan"))) for k, _ in cols]]
             lines.append("| " + " | ".join(row) + " |")
         lines += ["", "↑ higher is better, ↓ lower is better; '-' = not measured. Definitions: docs/evaluation-suite.md."]
+        lines += [f"\n{n}" if i == 0 else n for i, n in enumerate(f"- {n}" for n in self.notes)]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        return _clean({"title": self.title, "runs": [
+        return _clean({"title": self.title, "notes": list(self.notes), "runs": [
             {"name": n, "params": p, "summary": m.summary, "info": m.info, "per_frame": m.per_frame}
             for n, m, p in self.runs]})
 

@@ -58,22 +58,29 @@ def _measure_codec(args: argparse.Namespace) -> dict:
 
 
 def _export(args: argparse.Namespace) -> str:
-    """clip_NNNNN.mp4 (frames), clip_NNNNN.json (POSE_KEYPOINT of the frames), clip_NNNNN_ref.png and
-    clip_NNNNN_ref.json (reference image and its POSE_KEYPOINT), and index.json (ids of every clip)."""
+    """clip_NNNNN.mp4 (frames; or with ``--format png`` a folder clip_NNNNN/ of lossless PNG frames),
+    clip_NNNNN.json (POSE_KEYPOINT of the frames), clip_NNNNN_ref.png and clip_NNNNN_ref.json
+    (reference image and its POSE_KEYPOINT), and index.json (ids of every clip)."""
     from PIL import Image
 
     from ..pipeline.video import write_video
     from ..pose.pose_keypoint import to_pose_keypoint
     from .world import World, WorldConfig
 
-    world = World(WorldConfig(width=args.width, height=args.height, frames=args.frames, render=args.render))
+    world = World(WorldConfig(width=args.width, height=args.height, frames=args.frames, render=args.render,
+                              seed=args.seed))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     index = []
     for i in range(args.start, args.start + args.clips):
         c = world.clip(args.split, i)
         stem = f"clip_{i:05d}"
-        write_video(out / f"{stem}.mp4", list(c.frames), fps=args.fps)
+        if args.format == "png":  # lossless: the trainer reads a folder of images as one video
+            (out / stem).mkdir(exist_ok=True)
+            for k, frame in enumerate(c.frames):
+                Image.fromarray(frame).save(out / stem / f"frame_{k:04d}.png")
+        else:
+            write_video(out / f"{stem}.mp4", list(c.frames), fps=args.fps)
         (out / f"{stem}.json").write_text(json.dumps(c.pose_keypoint()))
         Image.fromarray(c.reference).save(out / f"{stem}_ref.png")
         (out / f"{stem}_ref.json").write_text(json.dumps(to_pose_keypoint(c.reference_pose_frame())))
@@ -115,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("--start", type=int, default=0, help="first clip index")
     ex.add_argument("--fps", type=float, default=8.0)
     ex.add_argument("--render", default="blocks", choices=["blocks", "sharp"])
+    ex.add_argument("--format", default="mp4", choices=["mp4", "png"],
+                    help="mp4 (H.264, lossy) or png (a folder of lossless frames per clip: exact block frames)")
+    ex.add_argument("--seed", type=int, default=0, help="world seed")
     for q in (b, pv, ex):
         q.add_argument("--width", type=int, default=128)
         q.add_argument("--height", type=int, default=128)

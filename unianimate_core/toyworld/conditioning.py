@@ -1,9 +1,10 @@
 """From a world clip to what the UNet and the sampler take, through the official data path.
 
-The reference embedding goes through the pipeline's CLIP input rule (224 x 224 squash + CLIP
-normalisation), the reference latent is a posterior *sample* x 0.18215, pose images are the pose
-pipeline's renders - exactly what a real run feeds the model, with the world's codec and CLIP
-stand-in in place of the SD VAE and OpenCLIP.
+Conditions come from the pipeline's one preparation path (``pipeline.prepare.prepare_clip``, shared
+with the nodes and the command line): the CLIP input rule (224 x 224 squash + CLIP normalisation),
+the reference latent as the VAE posterior *mean* x 0.18215, the pose stack of the pose pipeline's
+renders - exactly what a real run feeds the model, with the world's codec and CLIP stand-in in place
+of the SD VAE and OpenCLIP.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion.conditions import Conditions, ConditionMode
-from ..pipeline.conditioning import LATENT_SCALE, clip_input, reference_latent, vae_input
+from ..pipeline.conditioning import LATENT_SCALE, clip_normalize, posterior_mean, vae_input
 from ..pipeline.encoders import ImageEncoder, LatentCodec
 from .world import ToyClip
 
@@ -40,15 +41,34 @@ def decode_latents(codec: LatentCodec, latents: Tensor, batch: int = 16) -> Tens
     return (torch.cat(out).float() * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
+def toy_encoders(codec: LatentCodec, encoder: ImageEncoder):
+    """The ``encode_image`` / ``encode_latent`` callables of :func:`~unianimate_core.pipeline.prepare.prepare_clip`
+    for a codec and an image encoder (CLIP normalisation; posterior mean), as the headless runner builds them."""
+
+    def encode_image(pixels: Tensor) -> Tensor:      # (1, 224, 224, 3) in [0, 1]
+        return encoder.encode_image(clip_normalize(pixels.permute(0, 3, 1, 2))).float()
+
+    def encode_latent(pixels: Tensor) -> Tensor:     # (1, 3, H, W) in [0, 1] -> raw posterior mean
+        return posterior_mean(codec.encode_moments(vae_input(pixels)))
+
+    return encode_image, encode_latent
+
+
+@torch.no_grad()
+def prepare_toy_clip(clip: ToyClip, codec: LatentCodec, encoder: ImageEncoder, mode: ConditionMode = "standard"):
+    """One world clip through the pipeline's one preparation path (``pipeline.prepare.prepare_clip``, the
+    path of the nodes and the command line): reference embedding and latent (posterior mean), pose stack
+    (reference pose, then the driving poses) -> a :class:`~unianimate_core.pipeline.prepare.PreparedClip`."""
+    from ..pipeline.prepare import prepare_clip
+
+    encode_image, encode_latent = toy_encoders(codec, encoder)
+    return prepare_clip(clip.reference, clip.pose_images(), clip.reference_pose_image(), width=clip.width,
+                        height=clip.height, mode=mode, encode_image=encode_image, encode_latent=encode_latent)
+
+
 @torch.no_grad()
 def clip_conditions(clip: ToyClip, codec: LatentCodec, encoder: ImageEncoder, mode: ConditionMode = "standard",
                     generator: torch.Generator | None = None) -> Conditions:
-    """The :class:`Conditions` of one clip (batch 1): CLIP embedding, reference latent/pixels, poses."""
-    image = encoder.encode_image(clip_input(clip.reference)).float()
-    poses = _pixels(clip.pose_images())                       # (F, 3, H, W)
-    ref_pose = _pixels(clip.reference_pose_image())           # (1, 3, H, W)
-    dwpose = torch.cat([ref_pose, poses]).permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, F+1, H, W)
-    ref = _pixels(clip.reference)                             # (1, 3, H, W)
-    ref_latent = reference_latent(codec.encode_moments(vae_input(ref)), generator) if mode != "first_frame" else None
-    return Conditions.build(mode, image=image, dwpose=dwpose, ref_latent=ref_latent,
-                            ref_pixels=ref if mode != "standard" else None)
+    """The :class:`Conditions` of one clip (batch 1), from :func:`prepare_toy_clip` (``generator`` is
+    accepted for compatibility and unused: the reference latent is the posterior mean, as in every front end)."""
+    return prepare_toy_clip(clip, codec, encoder, mode).cond

@@ -435,9 +435,9 @@ class Trainer:
         tensors, meta = model.export()
         paths = [save_export(self.out / f"{name}.safetensors", tensors, meta, dtype)]
         if ema is not None:
-            with ema.swapped():
+            with ema.swapped():  # saved inside: the exported tensors share storage with the model's weights
                 tensors, meta = model.export()
-            paths.append(save_export(self.out / f"{name}_ema.safetensors", tensors, {**meta, "ema": "true"}, dtype))
+                paths.append(save_export(self.out / f"{name}_ema.safetensors", tensors, {**meta, "ema": "true"}, dtype))
         for p in paths:
             self.log(f"exported {p}")
         return paths
