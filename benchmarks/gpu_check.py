@@ -229,7 +229,9 @@ def comfy_like_ops():
     return Ops
 
 
-def section_sampling(s: Section, setup: Setup) -> None:
+def sampling_inputs(setup: Setup) -> tuple:
+    """The fp16 full-size model, seeded conditions, the official short start noise at the setup's size, and
+    the generator (for the section's further draws)."""
     cfg, dev = setup.config, setup.device
     model = converted(seeded_model(cfg, dev), FP16)
     free()
@@ -239,6 +241,13 @@ def section_sampling(s: Section, setup: Setup) -> None:
                       dwpose=torch.randint(0, 256, (1, 3, f + 1, hp, wp), generator=g, dtype=torch.uint8),
                       randomref=torch.randn(1, 4, 1, hp // 8, wp // 8, generator=g))
     noise = prepare_noise((1, 4, f, hp // 8, wp // 8), g, NoiseOptions.short(), prior_latent=cond.randomref)
+    return model, cond, noise, g
+
+
+def section_sampling(s: Section, setup: Setup) -> None:
+    cfg, dev = setup.config, setup.device
+    f, hp, wp = setup.frames, setup.height, setup.width
+    model, cond, noise, g = sampling_inputs(setup)
     options = SamplerOptions(steps=setup.steps, guide_scale=2.5, device=dev, model_dtype=FP16, cfg_mode="batched")
     # warm-up: one batched-guidance call at the full size (kernel selection, allocator growth)
     x, kw = model_inputs(cfg, f, hp, wp, 2, dev, FP16)
@@ -414,14 +423,8 @@ def section_speed(s: Section, setup: Setup) -> None:
       VRAM, against a 12 GiB card (weights 2.6 GiB fp16 included).
     """
     cfg, dev = setup.config, setup.device
-    model = converted(seeded_model(cfg, dev), FP16)
-    free()
     f, hp, wp = setup.frames, setup.height, setup.width
-    g = torch.Generator().manual_seed(2)
-    cond = Conditions(image=torch.randn(1, 1, cfg.context_dim, generator=g),
-                      dwpose=torch.randint(0, 256, (1, 3, f + 1, hp, wp), generator=g, dtype=torch.uint8),
-                      randomref=torch.randn(1, 4, 1, hp // 8, wp // 8, generator=g))
-    noise = prepare_noise((1, 4, f, hp // 8, wp // 8), g, NoiseOptions.short(), prior_latent=cond.randomref)
+    model, cond, noise, g = sampling_inputs(setup)
     runs = [("dpmpp_2m, logsnr, 12 steps, CFG 2.5", dict(steps=12, solver="dpmpp_2m", timestep_mode="logsnr")),
             (f"ddim official {setup.steps} steps, guidance on the first half", dict(steps=setup.steps,
                                                                                    guidance_interval=(0.0, 0.5)))]
