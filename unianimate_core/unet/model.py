@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..ops import AttentionFn, default_operations
 from .embedders import FrameAdapter, embed_frames, latent_embedder, pixel_embedder
 from .layers import Downsample, Upsample, run_norm, silu, timestep_embedding
-from .options import TransformerOptions, patch_list
+from .options import TransformerOptions, deep_cache_state, patch_list
 from .resblock import ResBlock
 from .transformer import SpatialTransformer, TemporalTransformer
 
@@ -242,19 +242,28 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
             to["num_video_frames"] = frames
             to["transformer_index"] = 0
         skips: list[torch.Tensor] = []
-        for i, block in enumerate(self.input_blocks):
+        deep = deep_cache_state(to, len(self.input_blocks))
+        n = len(self.input_blocks)
+        split = n if deep is None else deep.depth  # deep cache: the shallow blocks run first
+        x = self._run_input_blocks(0, split, x, emb, context, frames, to, skips)
+        cached = None if deep is None else deep.features
+        reuse = cached is not None and _cache_fits(cached, skips[-1])
+        first_output = 0
+        if reuse:  # a reuse call: the deep part's result (the state entering output block n - depth) is cached
+            x, first_output = cached, n - split
             if to is not None:
-                to["block"] = ("input", i)
-            x = self._run_block(block, x, emb, context, frames, to)
-            for p in patch_list(to, "input_block_patch"):
-                x = p(x, to)
-            skips.append(x)
-            for p in patch_list(to, "input_block_patch_after_skip"):
-                x = p(x, to)
-        if to is not None:
-            to["block"] = ("middle", 0)
-        x = self._run_block(self.middle_block, x, emb, context, frames, to)
-        for i, block in enumerate(self.output_blocks):
+                to["transformer_index"] = self._spatial_count(self.output_blocks[:first_output]) + \
+                    self._spatial_count(self.input_blocks[split:]) + self._spatial_count([self.middle_block]) + \
+                    to.get("transformer_index", 0)
+        else:
+            x = self._run_input_blocks(split, n, x, emb, context, frames, to, skips)
+            if to is not None:
+                to["block"] = ("middle", 0)
+            x = self._run_block(self.middle_block, x, emb, context, frames, to)
+        for i in range(first_output, len(self.output_blocks)):
+            block = self.output_blocks[i]
+            if deep is not None and not reuse and i == n - split:
+                deep.store(x)
             if to is not None:
                 to["block"] = ("output", i)
             skip = skips.pop()
@@ -264,6 +273,25 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
         x = self.out[2](silu(run_norm(self.out[0], x)))
         x = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
         return x[:, :, 1:]
+
+    def _run_input_blocks(self, start: int, stop: int, x: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor,
+                          frames: int, to: Optional[TransformerOptions], skips: list[torch.Tensor]) -> torch.Tensor:
+        """Input blocks ``start:stop``, appending each one's output to ``skips`` (with the block patches)."""
+        for i in range(start, stop):
+            if to is not None:
+                to["block"] = ("input", i)
+            x = self._run_block(self.input_blocks[i], x, emb, ctx, frames, to)
+            for p in patch_list(to, "input_block_patch"):
+                x = p(x, to)
+            skips.append(x)
+            for p in patch_list(to, "input_block_patch_after_skip"):
+                x = p(x, to)
+        return x
+
+    @staticmethod
+    def _spatial_count(blocks: Any) -> int:
+        """How many spatial transformers ``blocks`` hold (what a skipped stretch adds to transformer_index)."""
+        return sum(isinstance(m, SpatialTransformer) for b in blocks for m in b.modules())
 
     def _run_block(self, block: nn.Module, x: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor, frames: int,
                    to: Optional[TransformerOptions] = None) -> torch.Tensor:
@@ -354,6 +382,13 @@ class UNetSD_UniAnimate(nn.Module):  # noqa: N801 - the official class name, kep
                 f"got {tuple(context.shape)}. It is the OpenCLIP ViT-H-14 text context (the empty prompt: zero_y)."
             )
         return b, f, h, w
+
+
+def _cache_fits(cached: torch.Tensor, skip: torch.Tensor) -> bool:
+    """Whether a cached deep feature can stand in for this call's: same rows (batch x frames), same
+    spatial size as the skip it is concatenated with, same dtype and device. Otherwise the call runs full."""
+    return (isinstance(cached, torch.Tensor) and cached.dim() == skip.dim() and cached.shape[0] == skip.shape[0]
+            and cached.shape[2:] == skip.shape[2:] and cached.dtype == skip.dtype and cached.device == skip.device)
 
 
 def _is_temporal(layer: nn.Module) -> bool:

@@ -38,6 +38,19 @@ Keys the model **reads** (all optional):
 * Everything is also handed to ``attention_fn`` as ``transformer_options=`` (ComfyUI's attention
   dispatcher reads its own override hooks from it), for spatial and temporal attention alike.
 
+* ``"deep_cache"``: deep-feature reuse between adjacent sampling steps (DeepCache-style; the sampler's
+  ``deep_cache_interval`` option builds it, see ``diffusion/deep_cache.py``). An object with
+
+  ``depth`` (int, 1..len(input_blocks)): how many input blocks form the shallow part; the output
+  blocks ``N - depth..N - 1`` mirror them (N = len(input_blocks) = len(output_blocks)).
+  ``features`` (Tensor or None): the hidden state that entered output block ``N - depth`` in an
+  earlier full call. When it fits this call (same rows and spatial size as the skip it meets, same
+  dtype and device) the call is a *reuse* call: only input blocks ``:depth`` and output blocks
+  ``N - depth:`` run and everything between is skipped. Otherwise the call runs in full.
+  ``store(tensor)``: called by a full call with the hidden state entering output block ``N - depth``.
+
+  Without this key the forward is exactly the ordinary one.
+
 ``extra_options`` = every key of ``transformer_options`` except the two patch dictionaries, plus
 ``n_heads``, ``dim_head`` and ``attn_precision`` (None).
 
@@ -48,6 +61,8 @@ misread them, so they only pass the options on to ``attention_fn``.
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
+
+from ..errors import InputError
 
 TransformerOptions = dict[str, Any]
 
@@ -79,3 +94,22 @@ def extra_options(options: TransformerOptions, heads: int, head_dim: int) -> dic
     out = {k: v for k, v in options.items() if k not in ("patches", "patches_replace")}
     out.update(n_heads=heads, dim_head=head_dim, attn_precision=None)
     return out
+
+
+def deep_cache_state(options: Optional[TransformerOptions], num_blocks: int) -> Any:
+    """The ``"deep_cache"`` object of the options (None without one), its depth checked against the model."""
+    if not options:
+        return None
+    state = options.get("deep_cache")
+    if state is None:
+        return None
+    depth = getattr(state, "depth", None)
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= num_blocks:
+        raise InputError(
+            f"transformer_options['deep_cache'].depth must be a whole number of input blocks in 1..{num_blocks} "
+            f"(this model has {num_blocks}); got {depth!r}."
+        )
+    if not hasattr(state, "features") or not callable(getattr(state, "store", None)):
+        raise InputError("transformer_options['deep_cache'] must have a 'features' attribute (Tensor or None) and a "
+                         "'store(tensor)' method; build it with unianimate_core.diffusion.deep_cache.")
+    return state
