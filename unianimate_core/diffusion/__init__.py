@@ -12,6 +12,7 @@ from .continuation import (
     ContinuationOptions, DecodeFn, NoiseFn, Segment, anchor_colours, iter_sample_long_continuation, plan_segments,
     sample_long_continuation,
 )
+from .deep_cache import DeepCache, supports_deep_cache
 from .ddim import ddim_step, predict_eps, predict_x0
 from .errors import SamplingCancelled, SamplingError
 from .guidance import (
@@ -29,12 +30,12 @@ from .windows import SlidingWindowOptions, context_windows
 
 __all__ = [
     "CONDITION_KEYS", "CONDITION_MODES", "CancelFn", "CfgMode", "ConditionMode", "Conditions",
-    "ContinuationOptions", "DecodeFn", "Model", "NUM_TIMESTEPS", "NoiseFn", "NoiseOptions", "NoiseSchedule",
+    "ContinuationOptions", "DecodeFn", "DeepCache", "Model", "NUM_TIMESTEPS", "NoiseFn", "NoiseOptions", "NoiseSchedule",
     "ProgressFn", "SamplerOptions", "SamplingCancelled", "SamplingError", "Segment", "SlidingWindowOptions",
     "StepResult", "TimestepMode", "anchor_colours", "apply_guidance", "combine_noise", "context_windows",
     "count_work_units", "ddim_step", "ddim_timesteps", "draw_noise", "iter_sample_long_continuation",
     "iter_sample_long_sliding", "iter_sample_video", "official_ddim_timesteps_raw", "pixels_to_float",
     "plan_segments", "predict_cond_uncond", "predict_eps", "predict_x0", "prepare_noise", "previous_timesteps",
-    "sample_long_continuation", "sample_long_sliding", "sample_video", "supports_cond_mask",
+    "sample_long_continuation", "sample_long_sliding", "sample_video", "supports_cond_mask", "supports_deep_cache",
     "unconditional_kwargs",
 ]

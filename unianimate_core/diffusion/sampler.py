@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .conditions import Conditions
+from .deep_cache import DEFAULT_DEPTH, DeepCache
 from .errors import SamplingError, check, check_int, check_number, check_type
 from .guidance import (
     CFG_MODES, CfgMode, Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode,
@@ -42,6 +43,12 @@ class SamplerOptions:
     guidance_interval: (start, end) fractions of the run's steps where guidance is applied; step i of
         S is guided when start <= i / S < end, the others make only the conditional call (one model
         evaluation instead of two). (0, 1) = every step (official).
+    deep_cache_interval: DeepCache-style reuse of the UNet's deep features (deep_cache.py): every
+        N-th step runs the UNet in full, the steps between run only its shallow blocks and reuse the
+        deep part's result of the last full step. 1 = off (official, default).
+    deep_cache_depth: how many input blocks (and as many output blocks) run on reuse steps, 1..12
+        for the UniAnimate UNet; smaller = less work per reuse call and a larger departure from
+        the full result. Only used when deep_cache_interval > 1.
     """
 
     steps: int = 30
@@ -54,6 +61,8 @@ class SamplerOptions:
     model_dtype: torch.dtype | None = None
     solver: str = "ddim"
     guidance_interval: tuple[float, float] = (0.0, 1.0)
+    deep_cache_interval: int = 1
+    deep_cache_depth: int = DEFAULT_DEPTH
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 1, 1000)
@@ -74,6 +83,10 @@ class SamplerOptions:
               and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in gi)
               and 0.0 <= float(gi[0]) <= float(gi[1]) <= 1.0,
               f"guidance_interval must be (start, end) fractions of the steps with 0 <= start <= end <= 1; got {gi!r}.")
+        check_int("deep_cache_interval (1 = off: every step runs the whole UNet; N = the whole UNet every N-th "
+                  "step, only its shallow blocks in between)", self.deep_cache_interval, 1, 1000)
+        check_int("deep_cache_depth (input blocks, and as many output blocks, run on reuse steps; 1..12 for the "
+                  "UniAnimate UNet)", self.deep_cache_depth, 1, 1000)
         check(self.model_dtype is None or (isinstance(self.model_dtype, torch.dtype) and self.model_dtype.is_floating_point),
               f"model_dtype must be None or a floating torch dtype (e.g. torch.float16), got {self.model_dtype!r}.")
         if self.device is not None:
@@ -183,17 +196,25 @@ def iter_sample_video(model: Model, noise: Tensor, cond: Conditions, options: Sa
     x = noise.to(device=device, dtype=torch.float32)
     solver = options.make_solver(schedule)
     n = len(timesteps)
-    for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
-        tracker.check_cancel()
-        t_batch = torch.full((b,), t, dtype=torch.int64)
-        mode = call_mode if options.guided_at(i, n) else "cond_only"
-        c, u = predict_cond_uncond(model, x.to(options.input_dtype()), t_batch.to(device), cond_kwargs, mode)
-        v = apply_guidance(c, u, float(options.guide_scale))
-        step_noise = draw_step_noise(x.shape, generator, device) if options.eta > 0 else None
-        x, x0 = solver.step(x, v, t, t_prev, float(options.eta), step_noise)
-        check_finite_state(x, t)
-        tracker.advance(x0)
-        yield StepResult(i, t, x, x0)
+    deep = DeepCache.for_run(model, options)  # None unless deep_cache_interval > 1
+    try:
+        for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
+            tracker.check_cancel()
+            t_batch = torch.full((b,), t, dtype=torch.int64)
+            mode = call_mode if options.guided_at(i, n) else "cond_only"
+            if deep is not None:
+                deep.begin_step(i)
+            c, u = predict_cond_uncond(deep or model, x.to(options.input_dtype()), t_batch.to(device), cond_kwargs,
+                                       mode)
+            v = apply_guidance(c, u, float(options.guide_scale))
+            step_noise = draw_step_noise(x.shape, generator, device) if options.eta > 0 else None
+            x, x0 = solver.step(x, v, t, t_prev, float(options.eta), step_noise)
+            check_finite_state(x, t)
+            tracker.advance(x0)
+            yield StepResult(i, t, x, x0)
+    finally:
+        if deep is not None:
+            deep.clear()
 
 
 def sample_video(model: Model, noise: Tensor, cond: Conditions, options: SamplerOptions = SamplerOptions(), *,

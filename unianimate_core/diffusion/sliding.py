@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .conditions import Conditions
+from .deep_cache import DeepCache
 from .guidance import Model, apply_guidance, predict_cond_uncond, resolve_cfg_mode
 from .progress import CancelFn, ProgressFn, ProgressTracker
 from .errors import check_type
@@ -69,14 +70,21 @@ def iter_sample_long_sliding(model: Model, noise: Tensor, cond: Conditions,
     x = noise.to(torch.float32, copy=True)
     solver = options.make_solver(schedule)
     n = len(timesteps)
-    for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
-        mode = call_mode if options.guided_at(i, n) else "cond_only"
-        v = _averaged_prediction(model, x, t, cond, plan, count, options, mode, compute, tracker)
-        step_noise = draw_step_noise(x.shape, generator, storage) if options.eta > 0 else None
-        x, x0 = solver.step(x, v, t, t_prev, float(options.eta), step_noise)
-        check_finite_state(x, t)
-        tracker.advance(x0)  # the step's last window group, reported with the new preview
-        yield StepResult(i, t, x, x0)
+    deep = DeepCache.for_run(model, options)  # None unless deep_cache_interval > 1; one entry per window group
+    try:
+        for i, (t, t_prev) in enumerate(zip(timesteps.tolist(), prev.tolist())):
+            mode = call_mode if options.guided_at(i, n) else "cond_only"
+            if deep is not None:
+                deep.begin_step(i)
+            v = _averaged_prediction(deep or model, x, t, cond, plan, count, options, mode, compute, tracker)
+            step_noise = draw_step_noise(x.shape, generator, storage) if options.eta > 0 else None
+            x, x0 = solver.step(x, v, t, t_prev, float(options.eta), step_noise)
+            check_finite_state(x, t)
+            tracker.advance(x0)  # the step's last window group, reported with the new preview
+            yield StepResult(i, t, x, x0)
+    finally:
+        if deep is not None:
+            deep.clear()
 
 
 def sample_long_sliding(model: Model, noise: Tensor, cond: Conditions, options: SamplerOptions = SamplerOptions(),
