@@ -14,6 +14,7 @@ import torch
 from comfy_api.latest import io
 
 from ..unianimate_core.diffusion import SamplerOptions
+from ..unianimate_core.diffusion.deep_cache import DEFAULT_DEPTH
 from ..unianimate_core.diffusion.solvers import SOLVERS
 from ..unianimate_core.diffusion.timesteps import TIMESTEP_MODES
 from ..unianimate_core.errors import InputError
@@ -115,11 +116,13 @@ def speed_inputs() -> list:
     """The optional speed-options socket (a socket, not widgets: saved workflows keep their widget values)."""
     return [SpeedOptionsType.Input("speed_options", optional=True,
                                    tooltip="Optional: connect UniAnimate Speed Options for fewer model calls "
-                                           "(DPM-Solver++, log-SNR steps, guidance on part of the steps). "
+                                           "(DPM-Solver++, log-SNR steps, guidance on part of the steps, deep-feature "
+                                           "reuse). "
                                            "Unconnected = the official sampler.")]
 
 
-SPEED_DEFAULTS = dict(solver="ddim", timestep_spacing="official", guidance_end=1.0)
+SPEED_DEFAULTS = dict(solver="ddim", timestep_spacing="official", guidance_end=1.0, deep_cache_interval=1,
+                      deep_cache_depth=DEFAULT_DEPTH)
 
 
 class UniAnimateSpeedOptions(io.ComfyNode):
@@ -134,8 +137,9 @@ class UniAnimateSpeedOptions(io.ComfyNode):
             description=(
                 "Fewer model calls for UniAnimate Sampler / Long Video Loop (connect to their speed_options). The "
                 "defaults here are the official sampler. dpmpp_2m with logsnr spacing and 10-15 steps on the sampler "
-                "needs 0.3-0.5x the official model calls; its quality cost on real videos is not measured yet: "
-                "compare with the official sampler on your clip."
+                "needs 0.3-0.5x the official model calls; deep_cache_interval 2-3 runs only the UNet's outer blocks "
+                "on the steps between full ones. Their quality cost is measured on the project's observatory model "
+                "(docs/performance.md), not on real videos: compare with the official sampler on your clip."
             ),
             inputs=[
                 io.Combo.Input("solver", options=list(SOLVERS), default="ddim",
@@ -150,17 +154,33 @@ class UniAnimateSpeedOptions(io.ComfyNode):
                                tooltip="Apply classifier-free guidance only on this first fraction of the steps; "
                                        "later steps make one model call instead of two (0.5 = 25 % fewer calls). "
                                        "1.0 = every step (official)."),
+                io.Int.Input("deep_cache_interval", default=1, min=1, max=10, optional=True,
+                             tooltip="DeepCache-style reuse: run the whole UNet only every N-th step; the steps in "
+                                     "between run just its outer blocks (deep_cache_depth at each end) and reuse the "
+                                     "deep features of the last full step. 1 = off (official). 2-3 saves most of the "
+                                     "UNet's work on the other steps; the quality cost is measured on the observatory "
+                                     "model in docs/performance.md."),
+                io.Int.Input("deep_cache_depth", default=DEFAULT_DEPTH, min=1, max=12, optional=True,
+                             tooltip="With deep_cache_interval > 1: how many UNet blocks at each end (of 12) still run "
+                                     "on the reuse steps. Smaller = faster reuse steps, further from the full result. "
+                                     f"Default {DEFAULT_DEPTH}."),
             ],
             outputs=[SpeedOptionsType.Output(display_name="speed_options",
                                              tooltip="Connect to speed_options of UniAnimate Sampler or Long Video Loop.")],
         )
 
     @classmethod
-    def execute(cls, solver: str = "ddim", timestep_spacing: str = "official", guidance_end: float = 1.0) -> io.NodeOutput:
-        options = dict(solver=str(solver), timestep_spacing=str(timestep_spacing), guidance_end=float(guidance_end))
+    def execute(cls, solver: str = "ddim", timestep_spacing: str = "official", guidance_end: float = 1.0,
+                deep_cache_interval: int = 1, deep_cache_depth: int = DEFAULT_DEPTH) -> io.NodeOutput:
+        # None: an older saved workflow without these inputs
+        deep_cache_interval = 1 if deep_cache_interval is None else deep_cache_interval
+        deep_cache_depth = DEFAULT_DEPTH if deep_cache_depth is None else deep_cache_depth
+        options = dict(solver=str(solver), timestep_spacing=str(timestep_spacing), guidance_end=float(guidance_end),
+                       deep_cache_interval=deep_cache_interval, deep_cache_depth=deep_cache_depth)
         # validated here, so a bad combination stops this node rather than the sampler after the encoders ran
         SamplerOptions(solver=options["solver"], timestep_mode=options["timestep_spacing"],
-                       guidance_interval=(0.0, options["guidance_end"]))
+                       guidance_interval=(0.0, options["guidance_end"]),
+                       deep_cache_interval=deep_cache_interval, deep_cache_depth=deep_cache_depth)
         return io.NodeOutput(options)
 
 
@@ -244,11 +264,13 @@ def activate(model: UniAnimateModel, prep: Prepared, frames: int, windows_per_ca
 
 
 def sampler_options(model: UniAnimateModel, steps: int, guidance: float, solver: str = "ddim",
-                    timestep_spacing: str = "official", guidance_end: float = 1.0) -> SamplerOptions:
+                    timestep_spacing: str = "official", guidance_end: float = 1.0, deep_cache_interval: int = 1,
+                    deep_cache_depth: int = DEFAULT_DEPTH) -> SamplerOptions:
     """The sampler options (validated here, so a bad value stops the node before the encoders run)."""
     return SamplerOptions(steps=int(steps), guide_scale=float(guidance), device=model.patcher.load_device,
                           model_dtype=model.compute_dtype, solver=str(solver), timestep_mode=str(timestep_spacing),
-                          guidance_interval=(0.0, float(guidance_end)))
+                          guidance_interval=(0.0, float(guidance_end)), deep_cache_interval=deep_cache_interval,
+                          deep_cache_depth=deep_cache_depth)
 
 
 def make_generator(seed: int) -> torch.Generator:

@@ -347,3 +347,60 @@ def test_speed_options_node_defaults_are_the_official_sampler(host, sampler, inp
         speed.execute(solver="nope")
     with pytest.raises(ValueError, match="Speed Options"):
         sampler.execute(**{**inputs, "speed_options": {"steps": 3}})
+
+
+def test_speed_options_node_deep_cache_inputs_come_last_optional_and_off(host):
+    speed = host.node_classes()["UniAnimateSpeedOptions"]
+    schema = speed.GET_SCHEMA()
+    ids = [inp.id for inp in schema.inputs]
+    assert ids == ["solver", "timestep_spacing", "guidance_end", "deep_cache_interval", "deep_cache_depth"]
+    new = {inp.id: inp for inp in schema.inputs[3:]}
+    assert all(inp.optional for inp in new.values())  # a saved workflow without them still loads
+    assert new["deep_cache_interval"].default == 1 and new["deep_cache_depth"].default == 2
+    assert "docs/performance.md" in new["deep_cache_interval"].tooltip
+    # an older workflow (three values) and an API prompt that leaves the optional inputs out
+    assert speed.execute("ddim", "official", 1.0)[0] == speed.execute()[0] == \
+        speed.execute(deep_cache_interval=None, deep_cache_depth=None)[0]
+    assert speed.execute()[0]["deep_cache_interval"] == 1
+
+
+def test_speed_options_node_deep_cache_reuses_deep_features_in_the_sampler(host, sampler, inputs):
+    speed = host.node_classes()["UniAnimateSpeedOptions"]
+    opts = speed.execute(deep_cache_interval=2, deep_cache_depth=3)[0]
+    unet = inputs["model"].unet
+    original = unet.forward
+    calls = []
+
+    def spying(x, t, transformer_options=None, **kw):
+        slot = (transformer_options or {}).get("deep_cache")
+        out = original(x, t, transformer_options=transformer_options, **kw)
+        calls.append(None if slot is None else (slot.depth, slot.stored is None))
+        return out
+
+    unet.forward = spying
+    try:
+        out = sampler.execute(**{**inputs, "steps": 4, "speed_options": opts})[0]["samples"]
+        plain = sampler.execute(**{**inputs, "steps": 4})[0]["samples"]
+    finally:
+        del unet.forward
+    # 4 requested steps run the official list of 4 timesteps; the spy hides cond_mask, so guidance runs as
+    # two calls per step: full, full, reuse, reuse, ...
+    assert calls[:8] == [(3, False), (3, False), (3, True), (3, True)] * 2
+    assert calls[8:] == [None] * 8  # unconnected: the official sampler, no cache handed to the model
+    assert torch.isfinite(out).all() and not torch.allclose(out, plain)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(deep_cache_interval=0), "deep_cache_interval"),
+    (dict(deep_cache_interval=2, deep_cache_depth=0), "deep_cache_depth"),
+])
+def test_speed_options_node_refuses_bad_deep_cache_values(host, kwargs, message):
+    speed = host.node_classes()["UniAnimateSpeedOptions"]
+    with pytest.raises(ValueError, match=message):
+        speed.execute(**kwargs)
+
+
+def test_a_deep_cache_depth_beyond_the_model_is_refused_by_the_sampler(host, sampler, inputs):
+    opts = {"deep_cache_interval": 2, "deep_cache_depth": 13}  # as a hand-edited API prompt could pass it
+    with pytest.raises(ValueError, match=r"deep_cache_depth 13 is more than this model's 12 input blocks"):
+        sampler.execute(**{**inputs, "speed_options": opts})

@@ -86,3 +86,45 @@ def test_continuation_in_every_condition_mode(tmp_path, demo_media, mode):
     res = _run(tmp_path, demo_media, name=f"{mode}.mp4", frames=5, steps=1, strategy="continuation",
                segment_length=3, mode=mode)
     assert res.frames == 5 and probe_video(res.video) == (5, 64, 64)
+
+
+class DeepCacheSpyModels(TinyModels):
+    """Tiny models whose UNet records, per call, whether it got a deep-cache slot and reused it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+
+    def unet(self, zero_y):
+        model = super().unet(zero_y)
+
+        def spying(x, t, transformer_options=None, **kwargs):
+            slot = (transformer_options or {}).get("deep_cache")
+            out = model(x, t, transformer_options=transformer_options, **kwargs)
+            self.calls.append(None if slot is None else (slot.depth, slot.stored is None))
+            return out
+
+        return spying
+
+
+def test_deep_cache_options_reach_the_sampler(tmp_path, demo_media):
+    models = DeepCacheSpyModels()
+    _run(tmp_path, demo_media, models, "dc.mp4", frames=3, steps=3, deep_cache_interval=2, deep_cache_depth=4)
+    # 3 requested steps run the official list of 4; guidance as two calls (the spy hides cond_mask)
+    assert models.calls == [(4, False), (4, False), (4, True), (4, True)] * 2
+    off = DeepCacheSpyModels()
+    _run(tmp_path, demo_media, off, "off.mp4", frames=3, steps=3)
+    assert off.calls == [None] * 8  # default: the official sampler
+    with pytest.raises(ValueError, match="deep_cache_interval"):
+        _run(tmp_path, demo_media, DeepCacheSpyModels(), "bad.mp4", frames=3, deep_cache_interval=0)
+
+
+def test_deep_cache_command_line_flags():
+    from unianimate_core.pipeline.cli import _options, build_parser
+
+    base = ["animate", "--ref", "r.png", "--driving", "d.mp4", "--out", "o.mp4"]
+    args = build_parser().parse_args(base + ["--deep-cache-interval", "3", "--deep-cache-depth", "4"])
+    opts = _options(args)
+    assert (opts.deep_cache_interval, opts.deep_cache_depth) == (3, 4)
+    default = _options(build_parser().parse_args(base))
+    assert (default.deep_cache_interval, default.deep_cache_depth) == (1, 2)

@@ -66,3 +66,20 @@ def test_generate_feeds_the_model_what_the_pipeline_prepares(model):
     torch.testing.assert_close(kw["image"].float().reshape(1, -1), emb.reshape(1, -1), rtol=0, atol=1e-6)
     poses = torch.from_numpy(clip.pose_images()).permute(3, 0, 1, 2).float() / 255
     assert torch.equal(kw["dwpose"].float()[0, :, 1:], poses)
+
+
+def test_generate_passes_the_deep_cache_options_to_the_sampler(model):
+    clip = World(WorldConfig(width=64, height=64, frames=3)).clip("test", 3)
+    seen = []
+
+    def spying(x, t, transformer_options=None, **kw):
+        slot = (transformer_options or {}).get("deep_cache")
+        out = model(x, t, transformer_options=transformer_options, **kw)
+        seen.append(None if slot is None else (slot.depth, slot.stored is None))
+        return out
+
+    generate(spying, clip, GenerateOptions(steps=3, guidance=1.0, deep_cache_interval=2, deep_cache_depth=3))
+    assert seen == [(3, False), (3, True), (3, False), (3, True)]  # 3 requested steps run 4, one call each
+    seen.clear()
+    generate(spying, clip, GenerateOptions(steps=3, guidance=1.0))
+    assert seen == [None] * 4

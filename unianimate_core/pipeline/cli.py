@@ -93,6 +93,13 @@ def _add_run_args(p: argparse.ArgumentParser, defaults: AnimateOptions) -> None:
     g.add_argument("--guidance-end", type=float, default=defaults.guidance_end,
                    help="apply guidance only on this first fraction of the steps; later steps make one model call "
                         "instead of two (default %(default)s = every step)")
+    g.add_argument("--deep-cache-interval", type=int, default=defaults.deep_cache_interval,
+                   help="reuse the UNet's deep features between steps: the whole UNet runs every N-th step, the "
+                        "steps between run only its first and last --deep-cache-depth blocks (default %(default)s "
+                        "= off, the official sampler)")
+    g.add_argument("--deep-cache-depth", type=int, default=defaults.deep_cache_depth,
+                   help="blocks at each end of the UNet that still run on reuse steps, 1-12; smaller is faster and "
+                        "further from the full result (default %(default)s)")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     g.add_argument("--long", dest="strategy", choices=STRATEGIES, default=defaults.strategy,
                    help="long-video strategy: short (one pass), windows (official sliding windows), continuation "
@@ -177,7 +184,8 @@ def _options(args: argparse.Namespace, **overrides: object) -> AnimateOptions:
                   segment_length=args.segment_length, context_size=args.context_size,
                   context_overlap=args.context_overlap, mode=args.mode, pose_backend=args.pose_backend,
                   align=not args.no_align, uint8=args.uint8, fps=args.fps, preview=not args.no_preview,
-                  solver=args.solver, timestep_spacing=args.timestep_spacing, guidance_end=args.guidance_end)
+                  solver=args.solver, timestep_spacing=args.timestep_spacing, guidance_end=args.guidance_end,
+                  deep_cache_interval=args.deep_cache_interval, deep_cache_depth=args.deep_cache_depth)
     values.update(overrides)
     return AnimateOptions(**values)  # type: ignore[arg-type]
 

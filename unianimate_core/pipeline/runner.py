@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..diffusion import Conditions, SamplerOptions
 from ..diffusion.continuation import ContinuationOptions
+from ..diffusion.deep_cache import DEFAULT_DEPTH
 from ..diffusion.windows import SlidingWindowOptions
 
 from .conditioning import (
@@ -83,6 +84,8 @@ class AnimateOptions:
     (None = driving fps / stride). decode_chunk: frames per VAE decode call (official 2).
     solver / timestep_spacing / guidance_end: speed options, off by default (see SamplerOptions:
     "dpmpp_2m" with "logsnr" spacing needs far fewer steps; guidance only on the first fraction of steps).
+    deep_cache_interval / deep_cache_depth: reuse the UNet's deep features between steps (1 = off, default;
+    N = the whole UNet every N-th step, only its first/last ``deep_cache_depth`` blocks in between).
     """
 
     width: int = 512
@@ -106,6 +109,8 @@ class AnimateOptions:
     solver: str = "ddim"
     timestep_spacing: str = "official"
     guidance_end: float = 1.0
+    deep_cache_interval: int = 1
+    deep_cache_depth: int = DEFAULT_DEPTH
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -327,7 +332,9 @@ def animate(models: ModelProvider, reference: np.ndarray, clip: Clip, options: A
     paths = output_paths(out, models.is_random)
     sampler = SamplerOptions(steps=options.steps, guide_scale=float(options.guidance), device=models.device,
                              model_dtype=models.dtype, solver=options.solver, timestep_mode=options.timestep_spacing,
-                             guidance_interval=(0.0, float(options.guidance_end)))  # validates steps/guidance before anything loads
+                             guidance_interval=(0.0, float(options.guidance_end)),
+                             deep_cache_interval=options.deep_cache_interval,
+                             deep_cache_depth=options.deep_cache_depth)  # validates steps/guidance before anything loads
     options.long_video_options()  # and the window / segment settings
     plan = plan_poses(reference, clip, options, keypoints_file=keypoints_file, dwpose_files=dwpose_files, log=log,
                       progress_stream=progress_stream if show_progress else None)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..diffusion import ContinuationOptions, SamplerOptions, SlidingWindowOptions
+from ..diffusion.deep_cache import DEFAULT_DEPTH
 from ..pipeline.conditioning import LATENT_SCALE, frames_from_decoded
 from ..pipeline.encoders import ImageEncoder, LatentCodec
 from .clip import ToyImageEncoder
@@ -36,7 +37,8 @@ class GenerateOptions:
     noise_prior: start from the reference latent diffused to t = 949 (939 for windows), the official
     unified noise input (False: plain noise + offset noise); segment_length, context_size,
     context_overlap, colour_anchor: the long-video settings; seed: the run's generator seed;
-    solver, timestep_spacing, guidance_end: the sampler's speed options (off by default, see SamplerOptions)."""
+    solver, timestep_spacing, guidance_end, deep_cache_interval, deep_cache_depth: the sampler's speed options
+    (off by default, see SamplerOptions)."""
 
     steps: int = 30
     guidance: float = 2.5
@@ -51,6 +53,8 @@ class GenerateOptions:
     solver: str = "ddim"
     timestep_spacing: str = "official"
     guidance_end: float = 1.0
+    deep_cache_interval: int = 1
+    deep_cache_depth: int = DEFAULT_DEPTH
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -72,7 +76,8 @@ def generate(model, clip: ToyClip, options: GenerateOptions = GenerateOptions(),
     generator = torch.Generator().manual_seed(int(options.seed))
     prep = prepare_toy_clip(clip, codec, encoder, mode=options.mode)
     sampler = SamplerOptions(steps=options.steps, guide_scale=options.guidance, solver=options.solver,
-                             timestep_mode=options.timestep_spacing, guidance_interval=(0.0, float(options.guidance_end)))
+                             timestep_mode=options.timestep_spacing, guidance_interval=(0.0, float(options.guidance_end)),
+                             deep_cache_interval=options.deep_cache_interval, deep_cache_depth=options.deep_cache_depth)
     noise = noise_options(options.strategy, None if options.noise_prior else 0)
 
     def decode_last(latent: torch.Tensor) -> torch.Tensor:
