@@ -134,6 +134,7 @@ def test_a_reuse_call_equals_the_full_forward_with_the_cached_deep_result(tiny_u
         out = tiny_unet(x2, t2, transformer_options={"deep_cache": reuse}, **kwargs)
         assert reuse.stored is None  # it was a reuse call
         same_step = tiny_unet(x1, t1, transformer_options={"deep_cache": DeepCacheSlot(depth, slot.stored)}, **kwargs)
+    torch.testing.assert_close(slot.stored, deep1, atol=0, rtol=0)  # reuse calls leave the cached tensor as it was
     tol = REUSE_ULPS * 2.0 ** -23 * float(reference.abs().max())
     torch.testing.assert_close(out, reference, atol=tol, rtol=0)
     torch.testing.assert_close(same_step, full1, atol=tol, rtol=0)  # reusing a step's own features: that step
