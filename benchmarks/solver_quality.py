@@ -1,7 +1,7 @@
 """Model evaluations against measured quality: the sampler's speed options on the observatory model.
 
     python benchmarks/solver_quality.py --model .cache/observatory/run/model.safetensors
-                                        [--clips 8] [--size 64] [--frames 8] [--split test] [--json solver_quality.json]
+                                        [--clips 8] [--width 64 --height 128] [--frames 8] [--split test] [--json solver_quality.json]
     python benchmarks/solver_quality.py --random-weights --clips 1   # plumbing check: untrained tiny UNet
 
 The observatory model (a small UniAnimate trained on the synthetic world, docs/observatory.md) is a
@@ -135,7 +135,7 @@ def _flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def reuse_costs(model, depths: list[int], frames: int, size: int, repeats: int = 5) -> dict[int, dict]:
+def reuse_costs(model, depths: list[int], frames: int, width: int, height: int, repeats: int = 5) -> dict[int, dict]:
     """Per depth: process CPU time of a full and a reuse forward of ``model`` (median of ``repeats``, interleaved),
     their ratio, and the FLOP ratio for this model and for the full-size UNet (32 frames, 768 x 512, meta)."""
     import torch
@@ -143,7 +143,7 @@ def reuse_costs(model, depths: list[int], frames: int, size: int, repeats: int =
     from unianimate_core.config import UNetConfig
     from unianimate_core.unet.model import UNetSD_UniAnimate
 
-    h = w = size // 8
+    h, w = height // 8, width // 8
     out: dict[int, dict] = {}
     big = UNetSD_UniAnimate(UNetConfig.full(), device="meta").eval()
     big.set_zero_y(torch.zeros(1, 77, UNetConfig.full().context_dim, device="meta"))
@@ -178,7 +178,8 @@ def main() -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="an untrained tiny UNet instead of --model (checks the script runs; its quality means nothing)")
     p.add_argument("--clips", type=int, default=8)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--width", type=int, default=64, help="clip width (the observatory model: 64 x 128)")
+    p.add_argument("--height", type=int, default=128)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--split", default="test")
     p.add_argument("--guidance", type=float, default=2.5)
@@ -206,15 +207,15 @@ def main() -> None:
         model.set_zero_y(ToyImageEncoder().empty_context())
     else:
         model = load_model(a.model)
-    world = World(WorldConfig(width=a.size, height=a.size, frames=a.frames))
+    world = World(WorldConfig(width=a.width, height=a.height, frames=a.frames))
     encoder = ToyImageEncoder()
     names = a.only or list(CONFIGS)
     if "official ddim 30" not in names:
         names = ["official ddim 30"] + names
     depths = sorted({settings(n)["deep_cache_depth"] for n in names if settings(n)["deep_cache_interval"] > 1})
-    costs = reuse_costs(model, depths, a.frames, a.size) if depths else {}
+    costs = reuse_costs(model, depths, a.frames, a.width, a.height) if depths else {}
     if costs:
-        print(f"cost of a reuse call relative to a full one ({a.frames} frames, {a.size} x {a.size}, batched guidance, "
+        print(f"cost of a reuse call relative to a full one ({a.frames} frames, {a.width} x {a.height}, batched guidance, "
               "1 thread, process CPU time, median of 5):")
         print(f"{'depth':>5s} {'full ms':>8s} {'reuse ms':>8s} {'time ratio':>10s} {'FLOP ratio':>10s} "
               f"{'FLOP ratio, full-size 32x768x512':>32s}")

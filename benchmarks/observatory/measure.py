@@ -147,6 +147,7 @@ def main() -> int:
     p.add_argument("--long-clips", type=int, default=4)
     p.add_argument("--window", type=int, default=8, help="long videos: window / segment length (the training length)")
     p.add_argument("--overlap", type=int, default=4)
+    p.add_argument("--anchors", default="0,0.5,1", help="experiment 'anchor': colour-anchor strengths to compare")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--guidance", type=float, default=2.5)
     p.add_argument("--seed", type=int, default=11)
@@ -158,6 +159,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     wanted = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    anchors = [float(a) for a in args.anchors.split(",") if a.strip()]
     unknown = [e for e in wanted if e not in EXPERIMENTS]
     if unknown:
         p.error(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
@@ -214,7 +216,7 @@ def main() -> int:
                          "continuation": seam_frames("continuation", n, segment_length=args.window)}
             else:
                 settings = [(f"anchor{a}", "trained", opts(strategy="continuation", colour_anchor=a, **win),
-                             {"colour_anchor": a}) for a in (0.0, 0.5, 1.0)]
+                             {"colour_anchor": a}) for a in anchors]
                 seams = {name: seam_frames("continuation", n, segment_length=args.window) for name, *_ in settings}
         else:  # compare
             if not args.compare:

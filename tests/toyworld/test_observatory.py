@@ -45,7 +45,8 @@ def test_observatory_trains_and_evaluates_end_to_end(tmp_path):
     run = tmp_path / "run"
     _run(["unianimate_core", "train", str(CONFIG), "--set", f"output_dir={run}", "--set", f"data.videos={world / 'train'}",
           "--set", f"data.validation_dir={world / 'val'}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
-          "--set", f"train.steps={STEPS}", "--set", "optim.warmup_steps=5", "--set", "ema.enabled=false",
+          "--set", f"train.steps={STEPS}", "--set", "train.batch_size=2", "--set", "train.threads=1",
+          "--set", "optim.warmup_steps=5", "--set", "ema.enabled=false",
           "--set", "validation.render=false", "--set", "checkpoint.every=1000", "--set", "logging.progress=false"],
          tmp_path)
     model = run / "model.safetensors"
