@@ -4,7 +4,7 @@
 #   make test-host - the real-ComfyUI tests (needs COMFYUI_PATH; see docs/nodes.md, "Tests")
 #   make test-variants - the main suite under other CPU kernels and thread counts (not part of CI;
 #                 about four times the main suite's time; docs/testing.md)
-#   make observatory - train the observatory model on the synthetic world (cached; ~20 min on one CPU core)
+#   make observatory - train the observatory model on the synthetic world (cached; ~45 min on two CPU cores)
 #   make eval    - the observatory model's evaluation table: trained vs untrained vs baselines (docs/evaluation.md)
 PYTHON ?= python3
 VENV   ?= .venv
