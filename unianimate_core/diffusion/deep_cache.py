@@ -21,7 +21,6 @@ The model must take ``transformer_options`` (``UNetSD_UniAnimate`` does; the pro
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .errors import check
-from .guidance import supports_cond_mask
+from .guidance import supports_cond_mask, takes_keyword
 
 #: Shallow input blocks kept on reuse steps by default: conv_in + the first full-resolution block, the
 #: place DeepCache's Stable Diffusion setting branches off (after the first down block's first layer).
@@ -54,14 +53,7 @@ class DeepCacheSlot:
 
 def supports_deep_cache(model: Any) -> bool:
     """Whether ``model`` takes ``transformer_options`` (an explicit ``supports_deep_cache`` attribute wins)."""
-    flag = getattr(model, "supports_deep_cache", None)
-    if flag is not None:
-        return bool(flag)
-    target = model.forward if isinstance(model, torch.nn.Module) else model
-    try:
-        return "transformer_options" in inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
+    return takes_keyword(model, "transformer_options", "supports_deep_cache")
 
 
 class DeepCache:

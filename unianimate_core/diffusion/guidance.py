@@ -34,12 +34,18 @@ def supports_cond_mask(model: Any) -> bool:
     A wrapper can declare ``supports_cond_mask = True/False``; otherwise the call signature (for an
     ``nn.Module``: its ``forward``) must name a ``cond_mask`` parameter.
     """
-    flag = getattr(model, "supports_cond_mask", None)
+    return takes_keyword(model, "cond_mask", "supports_cond_mask")
+
+
+def takes_keyword(model: Any, keyword: str, flag_name: str) -> bool:
+    """Whether ``model`` accepts ``keyword``: its ``flag_name`` attribute when set, else its call
+    signature (for an ``nn.Module``: its ``forward``)."""
+    flag = getattr(model, flag_name, None)
     if flag is not None:
         return bool(flag)
     target = model.forward if isinstance(model, torch.nn.Module) else model
     try:
-        return "cond_mask" in inspect.signature(target).parameters
+        return keyword in inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
 
