@@ -8,15 +8,23 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux: VmHWM; else ru_maxrss)."""
+def proc_status_mib(key: str) -> float:
+    """A memory line of /proc/self/status (``VmRSS``, ``VmHWM``, ...) in MiB; NaN where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (Linux: VmHWM; else ru_maxrss)."""
+    peak = proc_status_mib("VmHWM")
+    if peak == peak:  # not NaN
+        return peak
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 1024 if os.uname().sysname != "Darwin" else r / 2**20
 

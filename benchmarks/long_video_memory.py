@@ -30,15 +30,11 @@ import sys
 import time
 from pathlib import Path
 
+from _util import proc_status_mib  # benchmarks/ is the script folder, first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def worker(a: argparse.Namespace) -> None:
@@ -57,7 +53,7 @@ def worker(a: argparse.Namespace) -> None:
     model = seeded_(UNetSD_UniAnimate(UNetConfig.tiny()), 0).eval().requires_grad_(False)
     model.set_zero_y(torch.randn(1, 77, 1024, generator=torch.Generator().manual_seed(1)))
     vae = TinyVAE(0)
-    before = _status("VmRSS")
+    before = proc_status_mib("VmRSS")
     f, size = a.frames, a.size
     g = torch.Generator().manual_seed(2)
     poses = torch.randint(0, 256, (1, 3, f + 1, size, size), dtype=torch.uint8, generator=g)
@@ -71,11 +67,11 @@ def worker(a: argparse.Namespace) -> None:
     else:
         latent = sample_long_sliding(model, noise, cond, opts, SlidingWindowOptions(context_size=a.window,
                                                                                     context_overlap=8))
-    sampled = _status("VmHWM")
+    sampled = proc_status_mib("VmHWM")
     frames = decode_to_uint8(vae, latent, 2)
     seconds = time.perf_counter() - t0
     out_mib = sum(fr.nbytes for fr in frames) / 2**20
-    peak = _status("VmHWM")
+    peak = proc_status_mib("VmHWM")
     print(json.dumps(dict(frames=f, peak_mib=peak, peak_after_sampling_mib=sampled, before_mib=before,
                           output_mib=out_mib, poses_mib=poses.numel() / 2**20, seconds=seconds,
                           working_mib=peak - before - out_mib - poses.numel() / 2**20)))

@@ -36,17 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _util import proc_status_mib  # benchmarks/ is the script folder, first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("baseline", "fp32", "fp16w")
 
 
 # ----------------------------------------------------------------------------------------- worker
-def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def init_weights(model, seed: int = 0) -> None:
@@ -78,7 +74,7 @@ def worker(a: argparse.Namespace) -> None:
     from unianimate_core.config import UNetConfig
     from unianimate_core.unet import UNetSD_UniAnimate
 
-    rss_import = _status("VmRSS")
+    rss_import = proc_status_mib("VmRSS")
     cfg = UNetConfig.full()
     kw = {}
     if a.storage == "fp16":
@@ -95,7 +91,7 @@ def worker(a: argparse.Namespace) -> None:
     g = torch.Generator().manual_seed(1)
     model.set_zero_y(torch.randn(1, 77, cfg.context_dim, generator=g))
     build_s = time.perf_counter() - t0
-    rss_built = _status("VmRSS")
+    rss_built = proc_status_mib("VmRSS")
     f, H, W = a.frames, a.size, a.size
     x = torch.randn(1, 4, f, H // 8, W // 8, generator=g)
     cond = dict(image=torch.randn(1, cfg.context_dim, generator=g), dwpose=torch.rand(1, 3, f + 1, H, W, generator=g),
@@ -108,7 +104,7 @@ def worker(a: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t1)
         cpu.append(time.process_time() - c1)
     torch.save(out.float().clone(), a.out)
-    print(json.dumps(dict(build_s=build_s, forward_s=times, forward_cpu_s=cpu, peak_rss_mib=_status("VmHWM"), rss_import_mib=rss_import,
+    print(json.dumps(dict(build_s=build_s, forward_s=times, forward_cpu_s=cpu, peak_rss_mib=proc_status_mib("VmHWM"), rss_import_mib=rss_import,
                           rss_built_mib=rss_built, finite=bool(torch.isfinite(out).all()))))
 
 
