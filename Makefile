@@ -6,6 +6,7 @@
 #                 about four times the main suite's time; docs/testing.md)
 #   make observatory - train the observatory model on the synthetic world (cached; ~45 min on two CPU cores)
 #   make eval    - the observatory model's evaluation table: trained vs untrained vs baselines (docs/evaluation.md)
+#   make observatory-stage2 / eval-stage2 - its second training stage (4,500 more steps, ~85 min) and that table
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +16,8 @@ MP_VENV  ?= .venv-mediapipe
 MP_PY    := $(MP_VENV)/bin/python
 MP_STAMP := $(MP_VENV)/.deps-stamp
 
-.PHONY: test test-main test-mediapipe test-fast test-host test-variants venv demo clean-venv observatory eval
+.PHONY: test test-main test-mediapipe test-fast test-host test-variants venv demo clean-venv observatory eval \
+	observatory-stage2 eval-stage2
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +97,22 @@ $(OBS_MODEL): $(OBS_WORLD) $(OBS_CONFIG)
 		--set data.cache_dir=$(abspath $(OBS_DIR))/cache $(OBS_TRAIN_ARGS)
 
 observatory: $(OBS_MODEL)
+
+# Second stage: continue the observatory model (benchmarks/observatory/observatory_stage2.json).
+OBS_STAGE2_CONFIG := benchmarks/observatory/observatory_stage2.json
+OBS_STAGE2_MODEL  := $(OBS_DIR)/run_stage2/model.safetensors
+
+$(OBS_STAGE2_MODEL): $(OBS_MODEL) $(OBS_STAGE2_CONFIG)
+	$(PY) -m unianimate_core train $(OBS_STAGE2_CONFIG) --set output_dir=$(abspath $(OBS_DIR))/run_stage2 \
+		--set model.init=$(abspath $(OBS_MODEL)) \
+		--set data.videos=$(abspath $(OBS_DIR))/world/train --set data.validation_dir=$(abspath $(OBS_DIR))/world/val \
+		--set data.cache_dir=$(abspath $(OBS_DIR))/cache $(OBS_TRAIN_ARGS)
+
+observatory-stage2: $(OBS_STAGE2_MODEL)
+
+eval-stage2: $(OBS_STAGE2_MODEL)
+	$(PY) -m unianimate_core eval --toy --model $(OBS_STAGE2_MODEL) --untrained --split test --clips $(OBS_CLIPS) \
+		--width 64 --height 128 --frames 8 --out $(OBS_DIR)/eval_stage2 $(OBS_EVAL_ARGS)
 
 eval: $(OBS_MODEL)
 	$(PY) -m unianimate_core eval --toy --model $(OBS_MODEL) --untrained --split test --clips $(OBS_CLIPS) \

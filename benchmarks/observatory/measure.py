@@ -103,6 +103,19 @@ def still(model, clips: list, options: GenerateOptions, encoder, path: Path, sca
     return path
 
 
+def _csv(cast, what: str, example: str):
+    """An argparse type for a comma-separated list, so a malformed value is a usage error, not a traceback."""
+    def parse(text: str) -> list:
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, e.g. {example}; got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one of {what}; got {text!r}")
+        return values
+    return parse
+
+
 def _score(report: Report, name: str, runs: list, params: dict) -> None:
     report.add(name, merge(runs), params)
 
@@ -147,19 +160,20 @@ def main() -> int:
     p.add_argument("--long-clips", type=int, default=4)
     p.add_argument("--window", type=int, default=8, help="long videos: window / segment length (the training length)")
     p.add_argument("--overlap", type=int, default=4)
-    p.add_argument("--anchors", default="0,0.5,1", help="experiment 'anchor': colour-anchor strengths to compare")
+    p.add_argument("--anchors", type=_csv(float, "numbers", "0,0.5,1"), default=[0.0, 0.5, 1.0],
+                   help="experiment 'anchor': colour-anchor strengths to compare")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--guidance", type=float, default=2.5)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--out", default=".cache/observatory/measure")
     p.add_argument("--still", default=None, help="experiment 'still': the PNG to write (default <out>/still.png)")
-    p.add_argument("--still-clips", default="0,1", help="experiment 'still': test clip indices")
+    p.add_argument("--still-clips", type=_csv(int, "test clip indices", "0,1"), default=[0, 1], help="experiment 'still': test clip indices")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
     wanted = [e.strip() for e in args.experiments.split(",") if e.strip()]
-    anchors = [float(a) for a in args.anchors.split(",") if a.strip()]
+    anchors = args.anchors
     unknown = [e for e in wanted if e not in EXPERIMENTS]
     if unknown:
         p.error(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
@@ -186,7 +200,7 @@ def main() -> int:
                   f"{len(clips)} test clips:\n" + "\n".join(lines), flush=True)
             continue
         if exp == "still":
-            picks = [world.clip("test", int(i)) for i in args.still_clips.split(",")]
+            picks = [world.clip("test", i) for i in args.still_clips]
             print(f"wrote {still(models['trained'], picks, base, encoder, Path(args.still or out / 'still.png'))}")
             continue
         seams = None

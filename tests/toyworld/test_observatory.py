@@ -69,3 +69,17 @@ def test_observatory_trains_and_evaluates_end_to_end(tmp_path):
     # the baselines are the world's (independent of the model): copying the reference is far from the truth
     assert runs["ground_truth"]["psnr_clip"] == 100.0 and runs["copy_reference"]["psnr_clip"] < 30
     assert any("trained - copy_reference, psnr_clip" in n for n in report["notes"])
+
+
+def test_second_stage_recipe_continues_the_first():
+    """observatory_stage2.json must start from the first recipe's output and train on the same world with
+    the same encoders and objective; only the optimiser, seed, steps and output folder may differ."""
+    from unianimate_core.train.config import load_config
+
+    first = load_config(CONFIG)
+    second = load_config(CONFIG.with_name("observatory_stage2.json"))
+    assert Path(second.model.init) == Path(first.output_dir) / "model.safetensors"
+    assert Path(second.output_dir) != Path(first.output_dir)
+    assert second.data == first.data and second.encoders == first.encoders
+    assert second.objective == first.objective and second.mode == first.mode
+    assert second.train.batch_size == first.train.batch_size and second.seed != first.seed
