@@ -6,7 +6,7 @@
 #                 about four times the main suite's time; docs/testing.md)
 #   make observatory - train the observatory model on the synthetic world (cached; ~45 min on two CPU cores)
 #   make eval    - the observatory model's evaluation table: trained vs untrained vs baselines (docs/evaluation.md)
-#   make observatory-stage2 / eval-stage2 - its second training stage (4,500 more steps, ~85 min) and that table
+#   make observatory-stage2 / eval-stage2 - its second training stage (4,500 more steps, ~90 min) and that table
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
