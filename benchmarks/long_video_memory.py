@@ -35,8 +35,6 @@ from _util import proc_status_mib  # benchmarks/ is the script folder, first on 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-
 def worker(a: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     import torch

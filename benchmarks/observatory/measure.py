@@ -111,9 +111,16 @@ def _csv(cast, what: str, example: str):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, e.g. {example}; got {text!r}") from None
         if not values:
-            raise argparse.ArgumentTypeError(f"expected at least one of {what}; got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected at least one value, e.g. {example}; got {text!r}")
         return values
     return parse
+
+
+def _clip_index(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
 
 
 def _score(report: Report, name: str, runs: list, params: dict) -> None:
@@ -167,7 +174,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--out", default=".cache/observatory/measure")
     p.add_argument("--still", default=None, help="experiment 'still': the PNG to write (default <out>/still.png)")
-    p.add_argument("--still-clips", type=_csv(int, "test clip indices", "0,1"), default=[0, 1], help="experiment 'still': test clip indices")
+    p.add_argument("--still-clips", type=_csv(_clip_index, "test clip indices (whole numbers >= 0)", "0,1"), default=[0, 1],
+                   help="experiment 'still': test clip indices")
     args = p.parse_args()
     import torch
 
