@@ -83,3 +83,22 @@ def test_second_stage_recipe_continues_the_first():
     assert second.data == first.data and second.encoders == first.encoders
     assert second.objective == first.objective and second.mode == first.mode
     assert second.train.batch_size == first.train.batch_size and second.seed != first.seed
+
+
+def test_third_stage_recipe_continues_the_second_on_a_larger_world():
+    """observatory_stage3.json must start from the second stage's output and differ from it only in the training
+    videos (another folder of the same world and geometry), the seed and the output folder."""
+    import dataclasses
+
+    from unianimate_core.train.config import load_config
+
+    second = load_config(CONFIG.with_name("observatory_stage2.json"))
+    third = load_config(CONFIG.with_name("observatory_stage3.json"))
+    assert Path(third.model.init) == Path(second.output_dir) / "model.safetensors"
+    assert Path(third.output_dir) not in (Path(second.output_dir), Path(load_config(CONFIG).output_dir))
+    assert Path(third.data.videos) != Path(second.data.videos)
+    assert Path(third.data.videos).parent == Path(second.data.videos).parent  # the same exported world
+    assert dataclasses.replace(third.data, videos=second.data.videos) == second.data
+    assert third.encoders == second.encoders and third.objective == second.objective and third.mode == second.mode
+    assert third.optim == second.optim and third.train == second.train and third.ema == second.ema
+    assert third.seed not in (second.seed, load_config(CONFIG).seed)
