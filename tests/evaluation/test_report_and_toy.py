@@ -64,6 +64,7 @@ def test_merge_averages_frame_by_frame():
     m = merge([a, b])
     np.testing.assert_allclose(m.per_frame["psnr"], [15.0, 20.0, 30.0])
     assert m.summary["psnr"] == 17.5 and m.info["clips"] == 2
+    assert m.info["per_clip"] == [{"psnr": 20.0}, {"psnr": 15.0}]  # each clip's own summary, in order
 
 
 def test_eval_command_on_videos(tmp_path, moving_clip):

@@ -69,6 +69,12 @@ def test_observatory_trains_and_evaluates_end_to_end(tmp_path):
     # the baselines are the world's (independent of the model): copying the reference is far from the truth
     assert runs["ground_truth"]["psnr_clip"] == 100.0 and runs["copy_reference"]["psnr_clip"] < 30
     assert any("trained - copy_reference, psnr_clip" in n for n in report["notes"])
+    # each run keeps its clips' own summaries, so the paired margin of the notes can be recomputed from the JSON
+    per_clip = {r["name"]: r["info"]["per_clip"] for r in report["runs"]}
+    assert all(len(c) == 4 for c in per_clip.values())
+    diffs = [a["psnr_clip"] - b["psnr_clip"] for a, b in zip(per_clip["trained"], per_clip["copy_reference"])]
+    note = next(n for n in report["notes"] if n.startswith("trained - copy_reference, psnr_clip"))
+    assert note.split(": ")[1].startswith(f"{sum(diffs) / len(diffs):+.4g} dB"), (note, diffs)
 
 
 def test_second_stage_recipe_continues_the_first():

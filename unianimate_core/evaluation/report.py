@@ -34,7 +34,11 @@ PLOT_METRICS: tuple[str, ...] = ("psnr", "ssim", "l1", "pck_0.2", "kp_error", "l
 
 
 def merge(metrics: Sequence[VideoMetrics]) -> VideoMetrics:
-    """Average several clips' metrics of one setting (per frame index and per summary key)."""
+    """Average several clips' metrics of one setting (per frame index and per summary key).
+
+    ``info["per_clip"]`` keeps each clip's own summary, in input order, so paired per-clip comparisons
+    between runs (mean difference, standard error, wins) can be recomputed from ``report.json``.
+    """
     if not metrics:
         raise EvaluationError("nothing to merge: no clip metrics given.")
     out = VideoMetrics()
@@ -53,6 +57,7 @@ def merge(metrics: Sequence[VideoMetrics]) -> VideoMetrics:
         vals = vals[np.isfinite(vals)]
         out.summary[k] = float(vals.mean()) if vals.size else float("nan")
     out.info["clips"] = len(metrics)
+    out.info["per_clip"] = [dict(m.summary) for m in metrics]  # in input order: paired statistics need them
     return out
 
 
