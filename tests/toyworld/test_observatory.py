@@ -75,6 +75,17 @@ def test_observatory_trains_and_evaluates_end_to_end(tmp_path):
     diffs = [a["psnr_clip"] - b["psnr_clip"] for a, b in zip(per_clip["trained"], per_clip["copy_reference"])]
     note = next(n for n in report["notes"] if n.startswith("trained - copy_reference, psnr_clip"))
     assert note.split(": ")[1].startswith(f"{sum(diffs) / len(diffs):+.4g} dB"), (note, diffs)
+    # --start: a later clip alone scores as it did inside the longer run (each clip has its own seeded sampler);
+    # same machine, threads and shapes, so only a different computation could move it beyond rounding
+    part = tmp_path / "eval_part"
+    _run(["unianimate_core", "eval", "--toy", "--model", str(model), "--start", "2", "--clips", "1",
+          "--width", str(WIDTH), "--height", str(HEIGHT), "--frames", str(FRAMES), "--steps", "10",
+          "--no-warp", "--no-plots", "--out", str(part)], tmp_path)
+    alone = {r["name"]: r["info"]["per_clip"] for r in json.loads((part / "report.json").read_text())["runs"]}
+    for name in ("trained", "copy_reference"):
+        for key in ("psnr_clip", "pck_0.2"):
+            a, b = alone[name][0][key], per_clip[name][2][key]  # None: not defined on this clip (no person)
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-6, abs=1e-9), (name, key, a, b)
 
 
 def test_second_stage_recipe_continues_the_first():

@@ -16,7 +16,7 @@ pipeline's resize) and both are cut to the shorter length; both are said in the 
 
 The synthetic world (a self-check of the suite, and the baselines every model must beat)::
 
-    python -m unianimate_core eval --toy [--split test --clips 4 --size 128 --frames 16] [--out DIR]
+    python -m unianimate_core eval --toy [--split test --start 0 --clips 4 --size 128 --frames 16] [--out DIR]
 
 A model trained on the world (``make observatory``; docs/evaluation.md), generated through the
 pipeline's sampler and scored next to its untrained start and the baselines::
@@ -59,7 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--context-overlap", type=int, default=8)
     p.add_argument("--toy", action="store_true", help="evaluate the baselines on the synthetic world instead")
     p.add_argument("--split", default="test", help="--toy: world split (default test)")
-    p.add_argument("--clips", type=int, default=4, help="--toy: clips (default 4)")
+    p.add_argument("--clips", type=_count(1), default=4, help="--toy: clips (default 4)")
+    p.add_argument("--start", type=_count(0), default=0,
+                   help="--toy: index of the first clip (default 0); e.g. --start 16 --clips 16 scores clips 16-31, "
+                        "exactly as a --clips 32 run scores them (each clip is sampled from its own seeded generator)")
     p.add_argument("--size", type=int, default=128, help="--toy: frame size (default 128)")
     p.add_argument("--width", type=int, default=None, help="--toy: frame width (default --size)")
     p.add_argument("--height", type=int, default=None, help="--toy: frame height (default --size)")
@@ -239,6 +242,19 @@ def paired_margin(a: list, b: list, key: str) -> tuple[float, float, int, int]:
     return float(d.mean()), se, int((d > 0).sum()), int(d.size)
 
 
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum``, with a usage error that says so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r} (e.g. 16)")
+        return value
+    return parse
+
+
 def run_toy(args: argparse.Namespace):
     from ..toyworld import ToyImageEncoder, World, WorldConfig
     from ..toyworld.generate import GenerateOptions, generate
@@ -256,7 +272,7 @@ def run_toy(args: argparse.Namespace):
     gen = GenerateOptions(steps=args.steps, guidance=args.guidance, mode=args.condition_mode,
                           noise_prior=not args.no_noise_prior, seed=args.sample_seed)
     per_run: dict[str, list] = {}
-    for i in range(args.clips):
+    for n, i in enumerate(range(args.start, args.start + args.clips)):
         clip = world.clip(args.split, i)
         runs = {"ground_truth": clip.frames}
         runs.update({name: generate(m, clip, gen, encoder=encoder) for name, m in models.items()})
@@ -264,9 +280,10 @@ def run_toy(args: argparse.Namespace):
         for name, frames in runs.items():
             per_run.setdefault(name, []).append(
                 evaluate_toy_clip(frames, clip, encoder=encoder, warp=not args.no_warp, gt_ceiling=False))
-        print(f"clip {i + 1}/{args.clips} done", flush=True)
+        print(f"clip {n + 1}/{args.clips} done (index {i})", flush=True)
     what = "a model" if models else "baselines"
-    report = Report(f"Synthetic world, {what} ({args.split} split, {args.clips} clips, {width}x{height}, "
+    chosen = f"{args.clips} clips" if not args.start else f"clips {args.start}-{args.start + args.clips - 1}"
+    report = Report(f"Synthetic world, {what} ({args.split} split, {chosen}, {width}x{height}, "
                     f"{args.frames} frames)")
     for name, ms in per_run.items():
         report.add(name, merge(ms))
