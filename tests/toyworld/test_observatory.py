@@ -119,3 +119,21 @@ def test_third_stage_recipe_continues_the_second_on_a_larger_world():
     assert third.encoders == second.encoders and third.objective == second.objective and third.mode == second.mode
     assert third.optim == second.optim and third.train == second.train and third.ema == second.ema
     assert third.seed not in (second.seed, load_config(CONFIG).seed)
+
+
+def test_fourth_stage_recipe_continues_the_third_on_its_world():
+    """observatory_stage4.json must start from the third stage's output, train on the third stage's world
+    with its encoders, objective, optimiser, batch and EMA, and differ only in the steps, seed and output."""
+    import dataclasses
+
+    from unianimate_core.train.config import load_config
+
+    stages = [load_config(CONFIG)] + [load_config(CONFIG.with_name(f"observatory_stage{i}.json")) for i in (2, 3)]
+    third, fourth = stages[-1], load_config(CONFIG.with_name("observatory_stage4.json"))
+    assert Path(fourth.model.init) == Path(third.output_dir) / "model.safetensors"
+    assert Path(fourth.output_dir) not in {Path(s.output_dir) for s in stages}
+    assert fourth.data == third.data and fourth.encoders == third.encoders
+    assert fourth.objective == third.objective and fourth.mode == third.mode
+    assert fourth.optim == third.optim and fourth.ema == third.ema
+    assert dataclasses.replace(fourth.train, steps=third.train.steps) == third.train
+    assert fourth.seed not in {s.seed for s in stages}
