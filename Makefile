@@ -8,7 +8,7 @@
 #   make eval    - the observatory model's evaluation table: trained vs untrained vs baselines (docs/evaluation.md)
 #   make observatory-stage2 / eval-stage2 - its second training stage (4,500 more steps, ~90 min) and that table
 #   make observatory-stage3 / eval-stage3 - a third stage on a 4x larger training world (4,500 more steps, ~90 min)
-#   make observatory-stage4 / eval-stage4 - a fourth stage on that world (5,000 more steps, ~105 min): the model
+#   make observatory-stage4 / eval-stage4 - a fourth stage on that world (5,000 more steps, ~100 min): the model
 #                 whose table docs/evaluation.md and the closing numbers quote
 PYTHON ?= python3
 VENV   ?= .venv
@@ -116,15 +116,15 @@ $(OBS_WORLD_LARGE): | $(STAMP)
 define OBS_STAGE
 OBS_STAGE$(1)_MODEL := $(OBS_DIR)/run_stage$(1)/model.safetensors
 
-$(OBS_DIR)/run_stage$(1)/model.safetensors: $(2) $(4) benchmarks/observatory/observatory_stage$(1).json
+$$(OBS_STAGE$(1)_MODEL): $(2) $(4) benchmarks/observatory/observatory_stage$(1).json
 	$$(PY) -m unianimate_core train benchmarks/observatory/observatory_stage$(1).json \
 		--set output_dir=$$(abspath $$(OBS_DIR))/run_stage$(1) --set model.init=$$(abspath $(2)) \
 		--set data.videos=$$(abspath $$(OBS_DIR))/world/$(3) --set data.validation_dir=$$(abspath $$(OBS_DIR))/world/val \
 		--set data.cache_dir=$$(abspath $$(OBS_DIR))/cache $$(OBS_TRAIN_ARGS)
 
-observatory-stage$(1): $(OBS_DIR)/run_stage$(1)/model.safetensors
+observatory-stage$(1): $$(OBS_STAGE$(1)_MODEL)
 
-eval-stage$(1): $(OBS_DIR)/run_stage$(1)/model.safetensors
+eval-stage$(1): $$(OBS_STAGE$(1)_MODEL)
 	$$(PY) -m unianimate_core eval --toy --model $$< --untrained --split test --clips $$(OBS_CLIPS) \
 		--width 64 --height 128 --frames 8 --out $$(OBS_DIR)/eval_stage$(1) $$(OBS_EVAL_ARGS)
 endef
